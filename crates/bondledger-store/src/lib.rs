@@ -1,1 +1,41 @@
-//! placeholder
+//! The event store of Bondledger: an append-only log of events in streams, on SQLite
+//! or PostgreSQL, behind one trait ([`EventStore`]).
+//!
+//! It guarantees per-stream versions without gaps, ledger-wide positions without gaps in
+//! commit order, idempotent appends by caller id, all-or-nothing transactions across
+//! streams, and a SHA-256 hash chain per stream that [`EventStore::verify_chain`]
+//! re-checks.
+//!
+//! Architecture invariant: this crate knows SQL and nothing of customs rules. It never
+//! interprets a payload (it only canonicalizes, stores and hashes it), never updates or
+//! deletes an event, and no other crate writes SQL against its tables.
+
+mod append;
+pub mod chain;
+mod error;
+mod event;
+mod postgres;
+mod sqlite;
+mod store;
+mod url;
+mod verify;
+
+use std::sync::Arc;
+
+pub use append::{MAX_CALLER_ID_CHARS, MAX_EVENTS_PER_APPEND, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES};
+pub use error::StoreError;
+pub use event::{
+    Appended, Backend, ChainBreak, EventMetadata, ExpectedVersion, NewEvent, StoredEvent,
+};
+pub use store::{AppendSession, EventStore, MAX_PAGE_EVENTS};
+
+/// Opens the ledger at `url`, creating an SQLite file if needed, and brings its schema
+/// up to date. `sqlite://relative/path`, `sqlite:///abs/path`, `postgres://…` or
+/// `postgresql://…`. Migrations only ever add: re-opening a ledger never loses data.
+#[tracing::instrument(name = "bondledger.store.open", skip_all)]
+pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    match url::parse_database_url(url)? {
+        url::Location::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
+        url::Location::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::connect(&url).await?)),
+    }
+}

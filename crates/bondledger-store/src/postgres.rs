@@ -1,0 +1,467 @@
+//! The PostgreSQL backend. Appends serialize on the one-row `ledger_head` table
+//! (docs/adr/0001-serialized-appends.md); reads run concurrently at READ COMMITTED.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
+use sqlx::{Row, Transaction};
+use uuid::Uuid;
+
+use crate::append::{
+    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
+    StreamHead, WriteTransaction,
+};
+use crate::event::{into_stored_events, EventRow};
+use crate::store::page_size;
+use crate::verify::ChainVerifier;
+use crate::{
+    AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
+    StoreError, StoredEvent,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+const MAX_CONNECTIONS: u32 = 16;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rows per INSERT … SELECT FROM UNNEST: bounds one statement's size, not the append's.
+const INSERT_ROWS_PER_STATEMENT: usize = 10_000;
+const CALLER_IDS_PER_STATEMENT: usize = 10_000;
+const VERIFY_PAGE_ROWS: i64 = 1_000;
+
+/// READ COMMITTED whatever the server's default: after waiting for the ledger_head lock,
+/// each statement must see what the previous appender committed.
+const BEGIN_APPEND: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+const EVENT_COLUMNS: &str =
+    "position, event_id, caller_id, stream, version, event_type, schema_version, \
+                             payload, metadata, business_date, recorded_at, hash";
+
+pub(crate) struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+        // The server's synchronous_commit (on by default) is left as it is: durable by default.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    #[tracing::instrument(name = "bondledger.store.begin", skip_all)]
+    async fn begin(&self) -> Result<Box<dyn AppendSession>, StoreError> {
+        let transaction = self.pool.begin_with(BEGIN_APPEND).await?;
+        Ok(Box::new(PostgresSession {
+            transaction,
+            poisoned: false,
+        }))
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_stream", skip(self))]
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        let rows = select_stream(&mut connection, stream, from_version, page_size(limit)).await?;
+        into_stored_events(rows)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_all", skip(self))]
+    async fn read_all(
+        &self,
+        after_position: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        let rows = select_all(&mut connection, after_position, page_size(limit)).await?;
+        into_stored_events(rows)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.stream_version", skip(self))]
+    async fn stream_version(&self, stream: &str) -> Result<i64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        Ok(select_stream_head(&mut connection, stream).await?.version)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.head_position", skip(self))]
+    async fn head_position(&self) -> Result<i64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        Ok(select_ledger_head(&mut connection, false).await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
+    async fn find_by_caller_ids(
+        &self,
+        caller_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        into_stored_events(select_by_caller_ids(&mut connection, caller_ids).await?)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.verify_chain", skip(self))]
+    async fn verify_chain(&self, stream: Option<&str>) -> Result<Vec<ChainBreak>, StoreError> {
+        // One snapshot, so appends meanwhile cannot look like breaks.
+        let mut transaction = self.pool.begin_with(BEGIN_SNAPSHOT).await?;
+        let breaks = match stream {
+            Some(stream) => verify_stream(&mut transaction, stream).await?,
+            None => verify_ledger(&mut transaction).await?,
+        };
+        transaction.rollback().await?;
+        Ok(breaks)
+    }
+}
+
+struct PostgresSession {
+    transaction: Transaction<'static, Postgres>,
+    /// Set when an append failed after it may have written: the session can only roll back.
+    poisoned: bool,
+}
+
+#[async_trait]
+impl AppendSession for PostgresSession {
+    #[tracing::instrument(name = "bondledger.store.session.append", skip_all, fields(stream = %stream, events = events.len()))]
+    async fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let outcome = append_in(&mut *self, stream, expected, events).await;
+        if outcome.as_ref().is_err_and(may_have_written) {
+            self.poisoned = true;
+        }
+        outcome
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
+    async fn find_by_caller_ids(
+        &mut self,
+        caller_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        into_stored_events(select_by_caller_ids(&mut self.transaction, caller_ids).await?)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.stream_version", skip(self))]
+    async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError> {
+        Ok(select_stream_head(&mut self.transaction, stream)
+            .await?
+            .version)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        if self.poisoned {
+            self.transaction.rollback().await?;
+            return Err(refused_commit());
+        }
+        Ok(self.transaction.commit().await?)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.rollback", skip_all)]
+    async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.transaction.rollback().await?)
+    }
+}
+
+#[async_trait]
+impl WriteTransaction for PostgresSession {
+    async fn lock_ledger_head(&mut self) -> Result<LedgerHead, StoreError> {
+        // The row lock is held until commit or rollback. PostgreSQL makes a commit visible
+        // before it releases the transaction's locks, so the next appender's positions are
+        // visible only after these are.
+        select_ledger_head(&mut self.transaction, true).await
+    }
+
+    async fn rows_by_caller_ids(
+        &mut self,
+        caller_ids: &[String],
+    ) -> Result<Vec<EventRow>, StoreError> {
+        select_by_caller_ids(&mut self.transaction, caller_ids).await
+    }
+
+    async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError> {
+        select_stream_head(&mut self.transaction, stream).await
+    }
+
+    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+        write_plan(&mut self.transaction, plan).await
+    }
+}
+
+async fn select_stream(
+    connection: &mut PgConnection,
+    stream: &str,
+    from_version: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3");
+    let rows = sqlx::query(&sql)
+        .bind(stream)
+        .bind(from_version)
+        .bind(limit)
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+async fn select_all(
+    connection: &mut PgConnection,
+    after_position: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after_position)
+        .bind(limit)
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+async fn select_by_caller_ids(
+    connection: &mut PgConnection,
+    caller_ids: &[String],
+) -> Result<Vec<EventRow>, StoreError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE caller_id = ANY($1::text[])");
+    let mut found = Vec::new();
+    for chunk in caller_ids.chunks(CALLER_IDS_PER_STATEMENT) {
+        let rows = sqlx::query(&sql)
+            .bind(chunk)
+            .fetch_all(&mut *connection)
+            .await?;
+        for row in &rows {
+            found.push(decode_event(row)?);
+        }
+    }
+    found.sort_by_key(|row| row.position);
+    found.dedup_by_key(|row| row.position);
+    Ok(found)
+}
+
+async fn select_stream_head(
+    connection: &mut PgConnection,
+    stream: &str,
+) -> Result<StreamHead, StoreError> {
+    let row = sqlx::query("SELECT version, head_hash FROM streams WHERE stream = $1")
+        .bind(stream)
+        .fetch_optional(&mut *connection)
+        .await?;
+    match row {
+        None => Ok(StreamHead {
+            version: 0,
+            hash: None,
+        }),
+        Some(row) => Ok(StreamHead {
+            version: row.try_get("version")?,
+            hash: Some(row.try_get("head_hash")?),
+        }),
+    }
+}
+
+async fn select_ledger_head(
+    connection: &mut PgConnection,
+    lock: bool,
+) -> Result<LedgerHead, StoreError> {
+    let sql = if lock {
+        "SELECT position, recorded_at FROM ledger_head WHERE id = 1 FOR UPDATE"
+    } else {
+        "SELECT position, recorded_at FROM ledger_head WHERE id = 1"
+    };
+    let row = sqlx::query(sql).fetch_one(&mut *connection).await?;
+    Ok(LedgerHead {
+        position: row.try_get("position")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<(), StoreError> {
+    let last = plan.last();
+    // The stream row comes first: events reference it.
+    if plan.previous_version == 0 {
+        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
+            .bind(&plan.stream)
+            .bind(last.version)
+            .bind(&last.hash)
+            .execute(&mut *connection)
+            .await?;
+    } else {
+        let updated = sqlx::query(
+            "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
+        )
+        .bind(last.version)
+        .bind(&last.hash)
+        .bind(&plan.stream)
+        .bind(plan.previous_version)
+        .execute(&mut *connection)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Integrity(format!(
+                "stream {}: its head moved while the ledger was locked",
+                plan.stream
+            )));
+        }
+    }
+    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
+        insert_events(connection, &plan.stream, chunk).await?;
+    }
+    let updated = sqlx::query(
+        "UPDATE ledger_head SET position = $1, recorded_at = $2 WHERE id = 1 AND position = $3",
+    )
+    .bind(last.position)
+    .bind(last.recorded_at)
+    .bind(plan.previous_position)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Integrity(
+            "the ledger head moved while the ledger was locked".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// One statement per chunk: columns travel as arrays and UNNEST turns them into rows.
+async fn insert_events(
+    connection: &mut PgConnection,
+    stream: &str,
+    rows: &[EventRow],
+) -> Result<(), StoreError> {
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut event_ids = Vec::with_capacity(rows.len());
+    let mut caller_ids = Vec::with_capacity(rows.len());
+    let mut versions = Vec::with_capacity(rows.len());
+    let mut event_types = Vec::with_capacity(rows.len());
+    let mut schema_versions = Vec::with_capacity(rows.len());
+    let mut payloads = Vec::with_capacity(rows.len());
+    let mut metadata = Vec::with_capacity(rows.len());
+    let mut business_dates = Vec::with_capacity(rows.len());
+    let mut recorded_ats = Vec::with_capacity(rows.len());
+    let mut hashes = Vec::with_capacity(rows.len());
+    for row in rows {
+        positions.push(row.position);
+        event_ids.push(row.event_id);
+        caller_ids.push(row.caller_id.as_deref());
+        versions.push(row.version);
+        event_types.push(row.event_type.as_str());
+        schema_versions.push(row.schema_version);
+        payloads.push(row.payload_json.as_str());
+        metadata.push(row.metadata_json.as_str());
+        business_dates.push(row.business_date);
+        recorded_ats.push(row.recorded_at);
+        hashes.push(row.hash.as_str());
+    }
+    sqlx::query(
+        "INSERT INTO events (position, event_id, caller_id, stream, version, event_type, schema_version, \
+                             payload, metadata, business_date, recorded_at, hash) \
+         SELECT position, event_id, caller_id, $4, version, event_type, schema_version, \
+                payload, metadata, business_date, recorded_at, hash \
+         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $5::bigint[], $6::text[], $7::integer[], \
+                     $8::text[], $9::text[], $10::date[], $11::timestamptz[], $12::text[]) \
+              AS rows (position, event_id, caller_id, version, event_type, schema_version, \
+                       payload, metadata, business_date, recorded_at, hash)",
+    )
+    .bind(&positions)
+    .bind(&event_ids)
+    .bind(&caller_ids)
+    .bind(stream)
+    .bind(&versions)
+    .bind(&event_types)
+    .bind(&schema_versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .bind(&business_dates)
+    .bind(&recorded_ats)
+    .bind(&hashes)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+async fn verify_stream(
+    connection: &mut PgConnection,
+    stream: &str,
+) -> Result<Vec<ChainBreak>, StoreError> {
+    validate_stream_name(stream)?;
+    let mut verifier = ChainVerifier::default();
+    let mut from_version = 1;
+    loop {
+        let rows = select_stream(connection, stream, from_version, VERIFY_PAGE_ROWS).await?;
+        let Some(last) = rows.last() else { break };
+        from_version = last.version + 1;
+        rows.iter().for_each(|row| verifier.observe(row));
+    }
+    let head = select_stream_head(connection, stream).await?;
+    if let Some(head_hash) = &head.hash {
+        verifier.check_head(stream, head.version, head_hash);
+    }
+    Ok(verifier.finish())
+}
+
+async fn verify_ledger(connection: &mut PgConnection) -> Result<Vec<ChainBreak>, StoreError> {
+    let mut verifier = ChainVerifier::default();
+    let mut after_position = 0;
+    loop {
+        let rows = select_all(connection, after_position, VERIFY_PAGE_ROWS).await?;
+        let Some(last) = rows.last() else { break };
+        after_position = last.position;
+        rows.iter().for_each(|row| verifier.observe(row));
+    }
+    let mut after_stream = String::new();
+    loop {
+        let heads = sqlx::query(
+            "SELECT stream, version, head_hash FROM streams WHERE stream > $1 ORDER BY stream LIMIT $2",
+        )
+        .bind(&after_stream)
+        .bind(VERIFY_PAGE_ROWS)
+        .fetch_all(&mut *connection)
+        .await?;
+        let Some(last) = heads.last() else { break };
+        after_stream = last.try_get("stream")?;
+        for head in &heads {
+            let stream: String = head.try_get("stream")?;
+            let head_hash: String = head.try_get("head_hash")?;
+            verifier.check_head(&stream, head.try_get("version")?, &head_hash);
+        }
+    }
+    Ok(verifier.finish())
+}
+
+fn decode_event(row: &PgRow) -> Result<EventRow, StoreError> {
+    Ok(EventRow {
+        position: row.try_get("position")?,
+        event_id: row.try_get::<Uuid, _>("event_id")?,
+        caller_id: row.try_get("caller_id")?,
+        stream: row.try_get("stream")?,
+        version: row.try_get("version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        payload_json: row.try_get("payload")?,
+        metadata_json: row.try_get("metadata")?,
+        business_date: row.try_get::<NaiveDate, _>("business_date")?,
+        recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
+        hash: row.try_get("hash")?,
+    })
+}

@@ -1,0 +1,455 @@
+//! The SQLite backend: one file in WAL mode, one writer connection (appends run under
+//! `BEGIN IMMEDIATE`), a few reader connections that see committed snapshots.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Transaction};
+use uuid::Uuid;
+
+use crate::append::{
+    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
+    StreamHead, WriteTransaction,
+};
+use crate::chain::{format_business_date, format_recorded_at};
+use crate::event::{into_stored_events, EventRow};
+use crate::store::page_size;
+use crate::verify::ChainVerifier;
+use crate::{
+    AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
+    StoreError, StoredEvent,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const READER_CONNECTIONS: u32 = 4;
+/// 12 parameters a row: 12,000 a statement, well under SQLite's limit of 32,766.
+const INSERT_ROWS_PER_STATEMENT: usize = 1_000;
+const CALLER_IDS_PER_STATEMENT: usize = 1_000;
+const VERIFY_PAGE_ROWS: i64 = 1_000;
+
+const EVENT_COLUMNS: &str =
+    "position, event_id, caller_id, stream, version, event_type, schema_version, \
+                             payload, metadata, business_date, recorded_at, hash";
+
+pub(crate) struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
+        // Durable by default (docs/adr/0002-durability.md): every commit is fsynced.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READER_CONNECTIONS)
+            .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
+            .await?;
+        Ok(Self { writer, readers })
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    #[tracing::instrument(name = "bondledger.store.begin", skip_all)]
+    async fn begin(&self) -> Result<Box<dyn AppendSession>, StoreError> {
+        // IMMEDIATE takes the write lock now rather than at the first write, so two
+        // sessions never both read and then fail to upgrade.
+        let transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Box::new(SqliteSession {
+            transaction,
+            poisoned: false,
+        }))
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_stream", skip(self))]
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        let rows = select_stream(&mut connection, stream, from_version, page_size(limit)).await?;
+        into_stored_events(rows)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_all", skip(self))]
+    async fn read_all(
+        &self,
+        after_position: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        let rows = select_all(&mut connection, after_position, page_size(limit)).await?;
+        into_stored_events(rows)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.stream_version", skip(self))]
+    async fn stream_version(&self, stream: &str) -> Result<i64, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        Ok(select_stream_head(&mut connection, stream).await?.version)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.head_position", skip(self))]
+    async fn head_position(&self) -> Result<i64, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        Ok(select_ledger_head(&mut connection).await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
+    async fn find_by_caller_ids(
+        &self,
+        caller_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        into_stored_events(select_by_caller_ids(&mut connection, caller_ids).await?)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.verify_chain", skip(self))]
+    async fn verify_chain(&self, stream: Option<&str>) -> Result<Vec<ChainBreak>, StoreError> {
+        // One read transaction: one snapshot, so appends meanwhile cannot look like breaks.
+        let mut transaction = self.readers.begin().await?;
+        let breaks = match stream {
+            Some(stream) => verify_stream(&mut transaction, stream).await?,
+            None => verify_ledger(&mut transaction).await?,
+        };
+        transaction.rollback().await?;
+        Ok(breaks)
+    }
+}
+
+struct SqliteSession {
+    transaction: Transaction<'static, Sqlite>,
+    /// Set when an append failed after it may have written: the session can only roll back.
+    poisoned: bool,
+}
+
+#[async_trait]
+impl AppendSession for SqliteSession {
+    #[tracing::instrument(name = "bondledger.store.session.append", skip_all, fields(stream = %stream, events = events.len()))]
+    async fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let outcome = append_in(&mut *self, stream, expected, events).await;
+        if outcome.as_ref().is_err_and(may_have_written) {
+            self.poisoned = true;
+        }
+        outcome
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
+    async fn find_by_caller_ids(
+        &mut self,
+        caller_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        into_stored_events(select_by_caller_ids(&mut self.transaction, caller_ids).await?)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.stream_version", skip(self))]
+    async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError> {
+        Ok(select_stream_head(&mut self.transaction, stream)
+            .await?
+            .version)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        if self.poisoned {
+            self.transaction.rollback().await?;
+            return Err(refused_commit());
+        }
+        Ok(self.transaction.commit().await?)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.rollback", skip_all)]
+    async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.transaction.rollback().await?)
+    }
+}
+
+#[async_trait]
+impl WriteTransaction for SqliteSession {
+    async fn lock_ledger_head(&mut self) -> Result<LedgerHead, StoreError> {
+        // BEGIN IMMEDIATE already holds the database's write lock.
+        select_ledger_head(&mut self.transaction).await
+    }
+
+    async fn rows_by_caller_ids(
+        &mut self,
+        caller_ids: &[String],
+    ) -> Result<Vec<EventRow>, StoreError> {
+        select_by_caller_ids(&mut self.transaction, caller_ids).await
+    }
+
+    async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError> {
+        select_stream_head(&mut self.transaction, stream).await
+    }
+
+    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+        write_plan(&mut self.transaction, plan).await
+    }
+}
+
+async fn select_stream(
+    connection: &mut SqliteConnection,
+    stream: &str,
+    from_version: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version LIMIT ?");
+    let rows = sqlx::query(&sql)
+        .bind(stream)
+        .bind(from_version)
+        .bind(limit)
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+async fn select_all(
+    connection: &mut SqliteConnection,
+    after_position: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, StoreError> {
+    let sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
+    let rows = sqlx::query(&sql)
+        .bind(after_position)
+        .bind(limit)
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+async fn select_by_caller_ids(
+    connection: &mut SqliteConnection,
+    caller_ids: &[String],
+) -> Result<Vec<EventRow>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in caller_ids.chunks(CALLER_IDS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE caller_id IN ("
+        ));
+        let mut separated = query.separated(", ");
+        for caller_id in chunk {
+            separated.push_bind(caller_id.as_str());
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&mut *connection).await?;
+        for row in &rows {
+            found.push(decode_event(row)?);
+        }
+    }
+    found.sort_by_key(|row| row.position);
+    found.dedup_by_key(|row| row.position);
+    Ok(found)
+}
+
+async fn select_stream_head(
+    connection: &mut SqliteConnection,
+    stream: &str,
+) -> Result<StreamHead, StoreError> {
+    let row = sqlx::query("SELECT version, head_hash FROM streams WHERE stream = ?")
+        .bind(stream)
+        .fetch_optional(&mut *connection)
+        .await?;
+    match row {
+        None => Ok(StreamHead {
+            version: 0,
+            hash: None,
+        }),
+        Some(row) => Ok(StreamHead {
+            version: row.try_get("version")?,
+            hash: Some(row.try_get("head_hash")?),
+        }),
+    }
+}
+
+async fn select_ledger_head(connection: &mut SqliteConnection) -> Result<LedgerHead, StoreError> {
+    let row = sqlx::query("SELECT position, recorded_at FROM ledger_head WHERE id = 1")
+        .fetch_one(&mut *connection)
+        .await?;
+    let recorded_at: Option<String> = row.try_get("recorded_at")?;
+    Ok(LedgerHead {
+        position: row.try_get("position")?,
+        recorded_at: recorded_at.as_deref().map(parse_recorded_at).transpose()?,
+    })
+}
+
+async fn write_plan(
+    connection: &mut SqliteConnection,
+    plan: &AppendPlan,
+) -> Result<(), StoreError> {
+    let last = plan.last();
+    // The stream row comes first: events reference it.
+    if plan.previous_version == 0 {
+        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
+            .bind(&plan.stream)
+            .bind(last.version)
+            .bind(&last.hash)
+            .execute(&mut *connection)
+            .await?;
+    } else {
+        let updated = sqlx::query(
+            "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
+        )
+        .bind(last.version)
+        .bind(&last.hash)
+        .bind(&plan.stream)
+        .bind(plan.previous_version)
+        .execute(&mut *connection)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Integrity(format!(
+                "stream {}: its head moved while the ledger was locked",
+                plan.stream
+            )));
+        }
+    }
+    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
+        insert_events(connection, chunk).await?;
+    }
+    let updated = sqlx::query(
+        "UPDATE ledger_head SET position = ?, recorded_at = ? WHERE id = 1 AND position = ?",
+    )
+    .bind(last.position)
+    .bind(format_recorded_at(&last.recorded_at))
+    .bind(plan.previous_position)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Integrity(
+            "the ledger head moved while the ledger was locked".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    connection: &mut SqliteConnection,
+    rows: &[EventRow],
+) -> Result<(), StoreError> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+    query.push_values(rows, |mut values, row| {
+        values
+            .push_bind(row.position)
+            .push_bind(row.event_id.as_hyphenated().to_string())
+            .push_bind(row.caller_id.as_deref())
+            .push_bind(row.stream.as_str())
+            .push_bind(row.version)
+            .push_bind(row.event_type.as_str())
+            .push_bind(row.schema_version)
+            .push_bind(row.payload_json.as_str())
+            .push_bind(row.metadata_json.as_str())
+            .push_bind(format_business_date(&row.business_date))
+            .push_bind(format_recorded_at(&row.recorded_at))
+            .push_bind(row.hash.as_str());
+    });
+    query.build().execute(&mut *connection).await?;
+    Ok(())
+}
+
+async fn verify_stream(
+    connection: &mut SqliteConnection,
+    stream: &str,
+) -> Result<Vec<ChainBreak>, StoreError> {
+    validate_stream_name(stream)?;
+    let mut verifier = ChainVerifier::default();
+    let mut from_version = 1;
+    loop {
+        let rows = select_stream(connection, stream, from_version, VERIFY_PAGE_ROWS).await?;
+        let Some(last) = rows.last() else { break };
+        from_version = last.version + 1;
+        rows.iter().for_each(|row| verifier.observe(row));
+    }
+    let head = select_stream_head(connection, stream).await?;
+    if let Some(head_hash) = &head.hash {
+        verifier.check_head(stream, head.version, head_hash);
+    }
+    Ok(verifier.finish())
+}
+
+async fn verify_ledger(connection: &mut SqliteConnection) -> Result<Vec<ChainBreak>, StoreError> {
+    let mut verifier = ChainVerifier::default();
+    let mut after_position = 0;
+    loop {
+        let rows = select_all(connection, after_position, VERIFY_PAGE_ROWS).await?;
+        let Some(last) = rows.last() else { break };
+        after_position = last.position;
+        rows.iter().for_each(|row| verifier.observe(row));
+    }
+    let mut after_stream = String::new();
+    loop {
+        let heads = sqlx::query("SELECT stream, version, head_hash FROM streams WHERE stream > ? ORDER BY stream LIMIT ?")
+            .bind(&after_stream)
+            .bind(VERIFY_PAGE_ROWS)
+            .fetch_all(&mut *connection)
+            .await?;
+        let Some(last) = heads.last() else { break };
+        after_stream = last.try_get("stream")?;
+        for head in &heads {
+            let stream: String = head.try_get("stream")?;
+            let head_hash: String = head.try_get("head_hash")?;
+            verifier.check_head(&stream, head.try_get("version")?, &head_hash);
+        }
+    }
+    Ok(verifier.finish())
+}
+
+fn decode_event(row: &SqliteRow) -> Result<EventRow, StoreError> {
+    let position: i64 = row.try_get("position")?;
+    let unreadable = |column: &str, error: &dyn std::fmt::Display| {
+        StoreError::Integrity(format!("position {position}: unreadable {column}: {error}"))
+    };
+    let event_id: String = row.try_get("event_id")?;
+    let business_date: String = row.try_get("business_date")?;
+    let recorded_at: String = row.try_get("recorded_at")?;
+    Ok(EventRow {
+        position,
+        event_id: Uuid::parse_str(&event_id).map_err(|error| unreadable("event_id", &error))?,
+        caller_id: row.try_get("caller_id")?,
+        stream: row.try_get("stream")?,
+        version: row.try_get("version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        payload_json: row.try_get("payload")?,
+        metadata_json: row.try_get("metadata")?,
+        business_date: NaiveDate::parse_from_str(&business_date, "%Y-%m-%d")
+            .map_err(|error| unreadable("business_date", &error))?,
+        recorded_at: parse_recorded_at(&recorded_at)?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|recorded_at| recorded_at.with_timezone(&Utc))
+        .map_err(|error| StoreError::Integrity(format!("unreadable recorded_at {text:?}: {error}")))
+}

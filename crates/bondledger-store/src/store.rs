@@ -1,0 +1,108 @@
+//! The two traits every backend implements.
+
+use async_trait::async_trait;
+
+use crate::{Appended, Backend, ChainBreak, ExpectedVersion, NewEvent, StoreError, StoredEvent};
+
+/// A read returns at most this many events, whatever limit it is given: a page, never
+/// a whole history. A shorter page than asked for does not mean the end; an empty one does.
+pub const MAX_PAGE_EVENTS: usize = 10_000;
+
+/// The row count a read asks the database for.
+pub(crate) fn page_size(limit: usize) -> i64 {
+    // MAX_PAGE_EVENTS fits in an i64 whatever the platform.
+    limit.min(MAX_PAGE_EVENTS) as i64
+}
+
+/// The ledger's event log.
+///
+/// Holding an [`AppendSession`] holds the ledger's append lock once it has appended
+/// (on SQLite, from `begin`): do not append through the store itself while holding a
+/// session in the same task, or the two wait on each other.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    fn backend(&self) -> Backend;
+
+    /// Opens an append transaction: any number of appends to any streams, all or nothing.
+    async fn begin(&self) -> Result<Box<dyn AppendSession>, StoreError>;
+
+    /// One transaction for one stream.
+    ///
+    /// Events whose caller id the ledger already holds with the same content (stream,
+    /// event type, business date, payload) are skipped and not returned; the same id with
+    /// other content is [`StoreError::IdConflict`]. When every event is already held,
+    /// nothing is written and `expected` is not checked, so a retried append succeeds.
+    /// Otherwise a stale `expected` is [`StoreError::Conflict`] and nothing is written.
+    #[tracing::instrument(name = "bondledger.store.append", skip_all, fields(stream = %stream, events = events.len()))]
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let mut session = self.begin().await?;
+        // On an error the session is dropped, which rolls it back.
+        let appended = session.append(stream, expected, events).await?;
+        session.commit().await?;
+        Ok(appended)
+    }
+
+    /// The stream's events with versions `>= from_version`, ascending, at most `limit`
+    /// (and at most [`MAX_PAGE_EVENTS`]).
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The ledger's events with positions `> after_position`, ascending, at most `limit`
+    /// (and at most [`MAX_PAGE_EVENTS`]). Positions are gapless and in commit order, so a
+    /// follower that asks again after the last position it saw never misses an event.
+    async fn read_all(
+        &self,
+        after_position: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The stream's version: 0 when it does not exist.
+    async fn stream_version(&self, stream: &str) -> Result<i64, StoreError>;
+
+    /// The position of the ledger's last event: 0 when it is empty.
+    async fn head_position(&self) -> Result<i64, StoreError>;
+
+    /// The events holding these caller ids, by position; ids not held are left out.
+    async fn find_by_caller_ids(
+        &self,
+        caller_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Re-checks the hash chain of one stream or of every stream; names the first break
+    /// of each broken stream. Runs in one read snapshot.
+    async fn verify_chain(&self, stream: Option<&str>) -> Result<Vec<ChainBreak>, StoreError>;
+}
+
+/// An open append transaction. Dropping it without `commit` rolls it back.
+#[async_trait]
+pub trait AppendSession: Send {
+    /// As [`EventStore::append`], inside this transaction; ids appended earlier in this
+    /// transaction count as held.
+    async fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, StoreError>;
+
+    /// Sees what this transaction appended so far too.
+    async fn find_by_caller_ids(
+        &mut self,
+        caller_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    async fn rollback(self: Box<Self>) -> Result<(), StoreError>;
+}

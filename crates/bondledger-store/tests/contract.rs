@@ -1,0 +1,64 @@
+//! The store's contract: the same cases, run against SQLite and PostgreSQL.
+//!
+//! Test names show the backend: `sqlite::append_and_read`, `postgres::append_and_read`.
+//! PostgreSQL comes from `BONDLEDGER_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); each case runs in a schema of its own,
+//! dropped afterwards. When PostgreSQL cannot be reached, its cases fail if `CI=true`
+//! and otherwise warn loudly and pass.
+
+#[path = "contract/cases.rs"]
+mod cases;
+#[path = "contract/harness.rs"]
+mod harness;
+
+macro_rules! contract_tests {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::harness::run(crate::harness::Kind::Sqlite, |ledger| {
+                        Box::pin(crate::cases::$case(ledger))
+                    })
+                    .await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::harness::run(crate::harness::Kind::Postgres, |ledger| {
+                        Box::pin(crate::cases::$case(ledger))
+                    })
+                    .await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    append_and_read,
+    reads_are_paged,
+    stale_expected_version_is_a_conflict_and_writes_nothing,
+    concurrent_appenders_race_and_one_wins_each_version,
+    same_caller_id_same_content_is_skipped,
+    same_caller_id_other_content_is_an_id_conflict,
+    retrying_a_committed_append_succeeds,
+    a_session_sees_its_own_appends,
+    a_rolled_back_session_leaves_nothing,
+    a_dropped_session_leaves_nothing,
+    a_failing_append_in_a_session_leaves_nothing_after_drop,
+    a_session_goes_on_after_a_refusal,
+    a_failed_write_cannot_be_committed,
+    a_committed_session_keeps_every_stream,
+    events_refuse_update_and_delete,
+    a_tampered_payload_is_named,
+    a_deleted_event_is_named,
+    a_follower_sees_every_event_once_in_order,
+    a_hundred_thousand_events_in_one_append,
+    reopening_keeps_the_ledger,
+    invalid_input_is_refused,
+);

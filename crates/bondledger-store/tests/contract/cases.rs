@@ -1,0 +1,942 @@
+//! The cases of the contract. Each takes a fresh ledger and says what must hold.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bondledger_store::{
+    Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError, StoredEvent,
+};
+use chrono::NaiveDate;
+use serde_json::json;
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+use crate::harness::{Kind, TestLedger};
+
+/// Long enough for any lock in these cases to be released; a wait past it is a hang.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+fn business_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 3, 15).expect("a valid date")
+}
+
+/// A movement-like event; `line` makes payloads differ.
+fn event(caller_id: Option<&str>, line: i64) -> NewEvent {
+    NewEvent {
+        caller_id: caller_id.map(str::to_owned),
+        event_type: "MaterialImported".to_owned(),
+        schema_version: 1,
+        payload: json!({
+            "line": line,
+            "quantity": "12.500000",
+            "item": {"no": 3, "hs": "7208510000", "name": "热轧钢板"},
+        }),
+        metadata: EventMetadata {
+            actor: Some("importer".to_owned()),
+            correlation_id: Some(Uuid::now_v7()),
+            causation_id: None,
+        },
+        business_date: business_date(),
+    }
+}
+
+fn events(prefix: &str, count: i64) -> Vec<NewEvent> {
+    (1..=count)
+        .map(|line| event(Some(&format!("{prefix}-{line}")), line))
+        .collect()
+}
+
+async fn read_stream_fully(store: &dyn EventStore, stream: &str) -> Vec<StoredEvent> {
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .read_stream(stream, all.len() as i64 + 1, 1_000)
+            .await
+            .expect("read_stream");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+async fn read_all_fully(store: &dyn EventStore) -> Vec<StoredEvent> {
+    let mut all: Vec<StoredEvent> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |event| event.position);
+        let page = store.read_all(after, 1_000).await.expect("read_all");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+fn versions(events: &[StoredEvent]) -> Vec<i64> {
+    events.iter().map(|event| event.version).collect()
+}
+
+fn positions(events: &[StoredEvent]) -> Vec<i64> {
+    events.iter().map(|event| event.position).collect()
+}
+
+pub async fn append_and_read(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    assert_eq!(
+        store.backend() == bondledger_store::Backend::Sqlite,
+        ledger.kind == Kind::Sqlite
+    );
+    assert_eq!(store.head_position().await.expect("head"), 0);
+    assert_eq!(store.stream_version("manual-A").await.expect("version"), 0);
+
+    let written = events("a", 3);
+    let appended = store
+        .append("manual-A", ExpectedVersion::Exactly(0), written.clone())
+        .await
+        .expect("append");
+    assert_eq!(
+        appended
+            .iter()
+            .map(|a| (a.version, a.position))
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (2, 2), (3, 3)]
+    );
+    assert_eq!(appended[0].caller_id.as_deref(), Some("a-1"));
+    assert_eq!(appended[0].stream, "manual-A");
+    let appended_b = store
+        .append("manual-B", ExpectedVersion::Any, events("b", 2))
+        .await
+        .expect("append");
+    assert_eq!(
+        appended_b
+            .iter()
+            .map(|a| (a.version, a.position))
+            .collect::<Vec<_>>(),
+        vec![(1, 4), (2, 5)]
+    );
+
+    let read = read_stream_fully(store, "manual-A").await;
+    assert_eq!(versions(&read), vec![1, 2, 3]);
+    for ((stored, sent), appended) in read.iter().zip(&written).zip(&appended) {
+        assert_eq!(stored.event_id, appended.event_id);
+        assert_eq!(stored.event_id.get_version_num(), 7);
+        assert_eq!(stored.caller_id, sent.caller_id);
+        assert_eq!(stored.stream, "manual-A");
+        assert_eq!(stored.position, appended.position);
+        assert_eq!(stored.event_type, sent.event_type);
+        assert_eq!(stored.schema_version, sent.schema_version);
+        assert_eq!(stored.payload, sent.payload);
+        assert_eq!(stored.metadata, sent.metadata);
+        assert_eq!(stored.business_date, sent.business_date);
+        assert_eq!(
+            stored.recorded_at.timestamp_subsec_nanos() % 1_000,
+            0,
+            "microsecond precision"
+        );
+        assert_eq!(stored.hash.len(), 64);
+        assert!(stored
+            .hash
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    }
+    let all = read_all_fully(store).await;
+    assert_eq!(positions(&all), vec![1, 2, 3, 4, 5]);
+    assert!(all
+        .windows(2)
+        .all(|pair| pair[0].recorded_at <= pair[1].recorded_at));
+    assert_eq!(store.stream_version("manual-A").await.expect("version"), 3);
+    assert_eq!(store.stream_version("manual-B").await.expect("version"), 2);
+    assert_eq!(store.head_position().await.expect("head"), 5);
+    assert!(store
+        .read_stream("manual-C", 1, 10)
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+pub async fn reads_are_paged(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("s", 5))
+        .await
+        .expect("append");
+    store
+        .append("t", ExpectedVersion::Exactly(0), events("t", 2))
+        .await
+        .expect("append");
+
+    let pages = [
+        (1, 2, vec![1, 2]),
+        (3, 2, vec![3, 4]),
+        (5, 2, vec![5]),
+        (6, 2, vec![]),
+        (2, 0, vec![]),
+    ];
+    for (from_version, limit, expected) in pages {
+        let page = store
+            .read_stream("s", from_version, limit)
+            .await
+            .expect("read_stream");
+        assert_eq!(
+            versions(&page),
+            expected,
+            "from {from_version} limit {limit}"
+        );
+    }
+    let pages = [
+        (0, 3, vec![1, 2, 3]),
+        (3, 3, vec![4, 5, 6]),
+        (6, 3, vec![7]),
+        (7, 3, vec![]),
+        (-5, 1, vec![1]),
+    ];
+    for (after, limit, expected) in pages {
+        let page = store.read_all(after, limit).await.expect("read_all");
+        assert_eq!(positions(&page), expected, "after {after} limit {limit}");
+    }
+    let huge = store.read_all(0, usize::MAX).await.expect("read_all");
+    assert_eq!(huge.len(), 7, "a huge limit is clamped, not refused");
+}
+
+pub async fn stale_expected_version_is_a_conflict_and_writes_nothing(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("s", 2))
+        .await
+        .expect("append");
+
+    let stale = store
+        .append("s", ExpectedVersion::Exactly(1), events("late", 2))
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { stream, expected: 1, actual: 2 }) if stream == "s"),
+        "{stale:?}"
+    );
+    let recreate = store
+        .append("s", ExpectedVersion::Exactly(0), vec![event(None, 9)])
+        .await;
+    assert!(matches!(
+        recreate,
+        Err(StoreError::Conflict {
+            expected: 0,
+            actual: 2,
+            ..
+        })
+    ));
+    let ahead = store
+        .append("new", ExpectedVersion::Exactly(3), vec![event(None, 9)])
+        .await;
+    assert!(matches!(
+        ahead,
+        Err(StoreError::Conflict {
+            expected: 3,
+            actual: 0,
+            ..
+        })
+    ));
+
+    assert_eq!(store.stream_version("s").await.expect("version"), 2);
+    assert_eq!(store.stream_version("new").await.expect("version"), 0);
+    assert_eq!(store.head_position().await.expect("head"), 2);
+    assert!(store
+        .find_by_caller_ids(&["late-1".to_owned()])
+        .await
+        .expect("find")
+        .is_empty());
+
+    let next = store
+        .append("s", ExpectedVersion::Exactly(2), vec![event(None, 3)])
+        .await
+        .expect("append");
+    assert_eq!(
+        (next[0].version, next[0].position),
+        (3, 3),
+        "a failed append gives its numbers back"
+    );
+}
+
+pub async fn concurrent_appenders_race_and_one_wins_each_version(ledger: TestLedger) {
+    const APPENDERS: usize = 8;
+    const ROUNDS: i64 = 5;
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(Barrier::new(APPENDERS));
+        let mut tasks = Vec::new();
+        for appender in 0..APPENDERS {
+            let store = Arc::clone(&ledger.store);
+            let barrier = Arc::clone(&barrier);
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let caller_id = format!("r{round}-a{appender}");
+                store
+                    .append(
+                        "contended",
+                        ExpectedVersion::Exactly(round),
+                        vec![event(Some(&caller_id), round)],
+                    )
+                    .await
+            }));
+        }
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.expect("the appender task ends") {
+                Ok(appended) => {
+                    assert_eq!(appended.len(), 1);
+                    assert_eq!(appended[0].version, round + 1);
+                    winners += 1;
+                }
+                Err(StoreError::Conflict {
+                    expected, actual, ..
+                }) => {
+                    assert_eq!((expected, actual), (round, round + 1));
+                }
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    let stream = read_stream_fully(ledger.store.as_ref(), "contended").await;
+    assert_eq!(versions(&stream), (1..=ROUNDS).collect::<Vec<_>>());
+    assert_eq!(positions(&stream), (1..=ROUNDS).collect::<Vec<_>>());
+    assert_eq!(ledger.store.head_position().await.expect("head"), ROUNDS);
+}
+
+pub async fn same_caller_id_same_content_is_skipped(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("id", 2))
+        .await
+        .expect("append");
+
+    // id-1 is held with the same content: skipped; id-3 is new, appended after the current version.
+    let mixed = vec![
+        event(Some("id-1"), 1),
+        event(Some("id-3"), 3),
+        event(Some("id-3"), 3),
+    ];
+    let appended = store
+        .append("s", ExpectedVersion::Exactly(2), mixed)
+        .await
+        .expect("append");
+    assert_eq!(appended.len(), 1);
+    assert_eq!(
+        (appended[0].caller_id.as_deref(), appended[0].version),
+        (Some("id-3"), 3)
+    );
+
+    // Metadata is not content: a retry from another actor is the same event.
+    let mut retried = event(Some("id-2"), 2);
+    retried.metadata.actor = Some("someone else".to_owned());
+    let skipped = store
+        .append("s", ExpectedVersion::Exactly(0), vec![retried])
+        .await
+        .expect("append");
+    assert!(skipped.is_empty());
+    assert_eq!(store.stream_version("s").await.expect("version"), 3);
+
+    let ids: Vec<String> = ["id-3", "missing", "id-1"].map(str::to_owned).to_vec();
+    let found = store.find_by_caller_ids(&ids).await.expect("find");
+    assert_eq!(
+        found
+            .iter()
+            .map(|e| e.caller_id.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some("id-1"), Some("id-3")]
+    );
+    assert_eq!(found[0].payload, event(None, 1).payload);
+}
+
+pub async fn same_caller_id_other_content_is_an_id_conflict(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("id", 2))
+        .await
+        .expect("append");
+    let mut other_date = event(Some("id-1"), 1);
+    other_date.business_date = NaiveDate::from_ymd_opt(2024, 3, 16).expect("a valid date");
+    let mut other_type = event(Some("id-1"), 1);
+    other_type.event_type = "MaterialExported".to_owned();
+    let refusals = [
+        ("s", vec![event(Some("fresh"), 7), event(Some("id-1"), 99)]),
+        ("s", vec![other_date]),
+        ("s", vec![other_type]),
+        ("elsewhere", vec![event(Some("id-1"), 1)]),
+        ("s", vec![event(Some("twice"), 1), event(Some("twice"), 2)]),
+    ];
+    for (stream, batch) in refusals {
+        let refused = store.append(stream, ExpectedVersion::Any, batch).await;
+        assert!(
+            matches!(&refused, Err(StoreError::IdConflict { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        store.head_position().await.expect("head"),
+        2,
+        "nothing was written"
+    );
+    let ids = ["fresh", "twice"].map(str::to_owned);
+    assert!(store
+        .find_by_caller_ids(&ids)
+        .await
+        .expect("find")
+        .is_empty());
+    assert_eq!(store.stream_version("elsewhere").await.expect("version"), 0);
+}
+
+pub async fn retrying_a_committed_append_succeeds(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let batch = events("import-7", 4);
+    let first = store
+        .append("s", ExpectedVersion::Exactly(0), batch.clone())
+        .await
+        .expect("append");
+    assert_eq!(first.len(), 4);
+    // The caller did not hear back and retries with the expected version it had then.
+    let retry = store
+        .append("s", ExpectedVersion::Exactly(0), batch.clone())
+        .await
+        .expect("retry succeeds");
+    assert!(retry.is_empty());
+    let retry_any = store
+        .append("s", ExpectedVersion::Any, batch)
+        .await
+        .expect("retry succeeds");
+    assert!(retry_any.is_empty());
+    assert_eq!(store.head_position().await.expect("head"), 4);
+    assert_eq!(
+        versions(&read_stream_fully(store, "s").await),
+        vec![1, 2, 3, 4]
+    );
+}
+
+pub async fn a_session_sees_its_own_appends(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let mut session = store.begin().await.expect("begin");
+    session
+        .append("s", ExpectedVersion::Exactly(0), events("x", 2))
+        .await
+        .expect("append");
+    assert_eq!(session.stream_version("s").await.expect("version"), 2);
+    let held = session
+        .find_by_caller_ids(&["x-2".to_owned()])
+        .await
+        .expect("find");
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].version, 2);
+    // Appended earlier in this transaction counts as held.
+    let again = session
+        .append("s", ExpectedVersion::Exactly(0), events("x", 2))
+        .await
+        .expect("append");
+    assert!(again.is_empty());
+    let conflict = session
+        .append("s", ExpectedVersion::Any, vec![event(Some("x-1"), 5)])
+        .await;
+    assert!(matches!(conflict, Err(StoreError::IdConflict { .. })));
+    // Not visible outside before commit.
+    assert_eq!(store.stream_version("s").await.expect("version"), 0);
+    assert!(store
+        .find_by_caller_ids(&["x-2".to_owned()])
+        .await
+        .expect("find")
+        .is_empty());
+    session.commit().await.expect("commit");
+    assert_eq!(store.stream_version("s").await.expect("version"), 2);
+    assert_eq!(
+        store
+            .find_by_caller_ids(&["x-2".to_owned()])
+            .await
+            .expect("find")
+            .len(),
+        1
+    );
+}
+
+async fn append_two_streams(store: &dyn EventStore) -> Box<dyn bondledger_store::AppendSession> {
+    let mut session = store.begin().await.expect("begin");
+    session
+        .append("one", ExpectedVersion::Exactly(0), events("one", 2))
+        .await
+        .expect("append");
+    session
+        .append("two", ExpectedVersion::Exactly(0), events("two", 3))
+        .await
+        .expect("append");
+    session
+}
+
+async fn assert_ledger_empty(store: &dyn EventStore) {
+    assert_eq!(store.head_position().await.expect("head"), 0);
+    assert_eq!(store.stream_version("one").await.expect("version"), 0);
+    assert_eq!(store.stream_version("two").await.expect("version"), 0);
+    assert!(store.read_all(0, 10).await.expect("read_all").is_empty());
+}
+
+/// After a session ends without commit, the ledger's lock is free again.
+async fn assert_appends_go_on(store: &dyn EventStore) {
+    let appended = tokio::time::timeout(
+        LOCK_WAIT,
+        store.append("one", ExpectedVersion::Exactly(0), events("one", 1)),
+    )
+    .await
+    .expect("the append lock was released")
+    .expect("append");
+    assert_eq!((appended[0].version, appended[0].position), (1, 1));
+}
+
+pub async fn a_rolled_back_session_leaves_nothing(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    append_two_streams(store)
+        .await
+        .rollback()
+        .await
+        .expect("rollback");
+    assert_ledger_empty(store).await;
+    assert_appends_go_on(store).await;
+}
+
+pub async fn a_dropped_session_leaves_nothing(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    drop(append_two_streams(store).await);
+    assert_appends_go_on(store).await;
+    assert_eq!(store.head_position().await.expect("head"), 1);
+    assert_eq!(store.stream_version("two").await.expect("version"), 0);
+}
+
+pub async fn a_failing_append_in_a_session_leaves_nothing_after_drop(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let mut session = append_two_streams(store).await;
+    let stale = session
+        .append("one", ExpectedVersion::Exactly(0), vec![event(None, 3)])
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::Conflict {
+            expected: 0,
+            actual: 2,
+            ..
+        })
+    ));
+    drop(session);
+    assert_appends_go_on(store).await;
+    assert_eq!(store.stream_version("two").await.expect("version"), 0);
+}
+
+pub async fn a_session_goes_on_after_a_refusal(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let mut session = append_two_streams(store).await;
+    let stale = session
+        .append("two", ExpectedVersion::Exactly(1), vec![event(None, 9)])
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })));
+    let clash = session
+        .append("two", ExpectedVersion::Any, vec![event(Some("one-1"), 9)])
+        .await;
+    assert!(matches!(clash, Err(StoreError::IdConflict { .. })));
+    // Refusals write nothing, so the session can decide again and commit.
+    let next = session
+        .append("two", ExpectedVersion::Exactly(3), vec![event(None, 4)])
+        .await
+        .expect("append");
+    assert_eq!((next[0].version, next[0].position), (4, 6));
+    session.commit().await.expect("commit");
+    assert_eq!(
+        positions(&read_all_fully(store).await),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+pub async fn a_failed_write_cannot_be_committed(ledger: TestLedger) {
+    // A trigger of the test's own makes the events insert fail after the stream row was written.
+    let sql = match ledger.kind {
+        Kind::Sqlite => {
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_type = 'Poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned insert'); END;"
+        }
+        Kind::Postgres => {
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'poisoned insert'; END; $$; \
+             CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.event_type = 'Poison') EXECUTE FUNCTION poison();"
+        }
+    };
+    ledger
+        .execute_raw(sql)
+        .await
+        .expect("the test trigger is created");
+    let store = ledger.store.as_ref();
+    let mut session = append_two_streams(store).await;
+    let mut poison = event(None, 1);
+    poison.event_type = "Poison".to_owned();
+    let failed = session
+        .append("three", ExpectedVersion::Exactly(0), vec![poison])
+        .await;
+    assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+    let commit = session.commit().await;
+    assert!(
+        matches!(commit, Err(StoreError::Integrity(_))),
+        "{commit:?}"
+    );
+    assert_ledger_empty(store).await;
+    assert_eq!(store.stream_version("three").await.expect("version"), 0);
+    assert_appends_go_on(store).await;
+}
+
+pub async fn a_committed_session_keeps_every_stream(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    append_two_streams(store)
+        .await
+        .commit()
+        .await
+        .expect("commit");
+    assert_eq!(store.stream_version("one").await.expect("version"), 2);
+    assert_eq!(store.stream_version("two").await.expect("version"), 3);
+    let all = read_all_fully(store).await;
+    assert_eq!(positions(&all), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        all.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(),
+        vec!["one", "one", "two", "two", "two"]
+    );
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+pub async fn events_refuse_update_and_delete(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("s", 3))
+        .await
+        .expect("append");
+    let before = read_all_fully(store).await;
+    let mut statements = vec![
+        "UPDATE events SET payload = '{}' WHERE version = 2",
+        "UPDATE events SET event_type = 'Other'",
+        "DELETE FROM events WHERE version = 3",
+        "DELETE FROM events",
+    ];
+    if ledger.kind == Kind::Postgres {
+        statements.push("TRUNCATE events");
+        statements.push("TRUNCATE streams CASCADE");
+        statements.push("UPDATE events SET payload = '{}' WHERE false");
+    }
+    for sql in statements {
+        let refused = ledger.execute_raw(sql).await;
+        let message = refused.expect_err(sql).to_string();
+        assert!(message.contains("append-only"), "{sql}: {message}");
+    }
+    assert_eq!(read_all_fully(store).await, before);
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+/// Three streams, so a break in one is not blamed on the others.
+async fn three_streams(store: &dyn EventStore) {
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("s", 5))
+        .await
+        .expect("append");
+    store
+        .append("t", ExpectedVersion::Exactly(0), events("t", 3))
+        .await
+        .expect("append");
+    store
+        .append("u", ExpectedVersion::Exactly(0), events("u", 4))
+        .await
+        .expect("append");
+    store
+        .append("s", ExpectedVersion::Exactly(5), events("s2", 1))
+        .await
+        .expect("append");
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+fn named(breaks: &[bondledger_store::ChainBreak]) -> Vec<(&str, i64)> {
+    breaks
+        .iter()
+        .map(|b| (b.stream.as_str(), b.version))
+        .collect()
+}
+
+pub async fn a_tampered_payload_is_named(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    three_streams(store).await;
+    ledger.drop_append_only_triggers().await;
+    let changed = ledger
+        .execute_raw(r#"UPDATE events SET payload = replace(payload, '"12.500000"', '"13.500000"') WHERE stream = 's' AND version = 3"#)
+        .await
+        .expect("the update goes through without the triggers");
+    assert_eq!(changed, 1);
+    let breaks = store.verify_chain(None).await.expect("verify");
+    assert_eq!(named(&breaks), vec![("s", 3)], "{breaks:?}");
+    assert!(breaks[0].reason.contains("hash"), "{}", breaks[0].reason);
+    assert_eq!(
+        named(&store.verify_chain(Some("s")).await.expect("verify")),
+        vec![("s", 3)]
+    );
+    assert!(store
+        .verify_chain(Some("t"))
+        .await
+        .expect("verify")
+        .is_empty());
+
+    // A forged hash on the tampered event moves the break to the next one.
+    let tampered = store.read_stream("s", 3, 1).await.expect("read").remove(0);
+    assert_eq!(tampered.payload["quantity"], "13.500000");
+    ledger
+        .execute_raw("UPDATE events SET hash = 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff' WHERE stream = 't' AND version = 1")
+        .await
+        .expect("the update goes through");
+    let breaks = store.verify_chain(None).await.expect("verify");
+    assert_eq!(named(&breaks), vec![("s", 3), ("t", 1)]);
+}
+
+pub async fn a_deleted_event_is_named(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    three_streams(store).await;
+    ledger.drop_append_only_triggers().await;
+    let deleted = ledger
+        .execute_raw("DELETE FROM events WHERE stream = 't' AND version = 2")
+        .await
+        .expect("the delete goes through without the triggers");
+    assert_eq!(deleted, 1);
+    let breaks = store.verify_chain(None).await.expect("verify");
+    assert_eq!(named(&breaks), vec![("t", 2)], "{breaks:?}");
+    assert!(breaks[0].reason.contains("missing"), "{}", breaks[0].reason);
+    assert_eq!(
+        named(&store.verify_chain(Some("t")).await.expect("verify")),
+        vec![("t", 2)]
+    );
+
+    // The last event of a stream: only the stream's head remembers it.
+    ledger
+        .execute_raw("DELETE FROM events WHERE stream = 'u' AND version = 4")
+        .await
+        .expect("delete");
+    let breaks = store.verify_chain(None).await.expect("verify");
+    assert_eq!(named(&breaks), vec![("t", 2), ("u", 4)], "{breaks:?}");
+    assert_eq!(
+        named(&store.verify_chain(Some("u")).await.expect("verify")),
+        vec![("u", 4)]
+    );
+    assert!(store
+        .verify_chain(Some("s"))
+        .await
+        .expect("verify")
+        .is_empty());
+}
+
+pub async fn a_follower_sees_every_event_once_in_order(ledger: TestLedger) {
+    const WRITERS: usize = 6;
+    const APPENDS_PER_WRITER: usize = 40;
+    const PAGE: usize = 7;
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let store = Arc::clone(&ledger.store);
+        writers.push(tokio::spawn(async move {
+            let mut appended: Vec<Appended> = Vec::new();
+            for index in 0..APPENDS_PER_WRITER {
+                let stream = format!("manual-{}", (writer + index) % 4);
+                let batch = (0..1 + index % 3)
+                    .map(|line| event(None, line as i64))
+                    .collect();
+                let mut session = store.begin().await.expect("begin");
+                appended.extend(
+                    session
+                        .append(&stream, ExpectedVersion::Any, batch)
+                        .await
+                        .expect("append"),
+                );
+                if index % 5 == 0 {
+                    // Multi-stream transactions take part too.
+                    let other = format!("warehouse-{writer}");
+                    appended.extend(
+                        session
+                            .append(&other, ExpectedVersion::Any, vec![event(None, 0)])
+                            .await
+                            .expect("append"),
+                    );
+                }
+                session.commit().await.expect("commit");
+            }
+            appended
+        }));
+    }
+    let writers_done = Arc::new(AtomicBool::new(false));
+    let follower_store = Arc::clone(&ledger.store);
+    let follower_done = Arc::clone(&writers_done);
+    let follower = tokio::spawn(async move {
+        let mut seen: Vec<StoredEvent> = Vec::new();
+        loop {
+            // Read before looking at the flag: a page read after the writers ended is the last.
+            let finished = follower_done.load(Ordering::SeqCst);
+            let after = seen.last().map_or(0, |event| event.position);
+            let page = follower_store
+                .read_all(after, PAGE)
+                .await
+                .expect("read_all");
+            for (offset, event) in (1..).zip(&page) {
+                assert_eq!(
+                    event.position,
+                    after + offset,
+                    "the follower skipped or repeated a position"
+                );
+            }
+            if page.is_empty() {
+                if finished {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            seen.extend(page);
+        }
+    });
+    let mut appended = Vec::new();
+    for writer in writers {
+        appended.extend(writer.await.expect("the writer ends"));
+    }
+    writers_done.store(true, Ordering::SeqCst);
+    let seen = follower.await.expect("the follower ends");
+    let total = appended.len();
+    assert_eq!(seen.len(), total);
+    assert_eq!(positions(&seen), (1..=total as i64).collect::<Vec<_>>());
+    let seen_ids: HashSet<Uuid> = seen.iter().map(|event| event.event_id).collect();
+    let appended_ids: HashSet<Uuid> = appended.iter().map(|a| a.event_id).collect();
+    assert_eq!(seen_ids.len(), total, "every event once");
+    assert_eq!(seen_ids, appended_ids);
+    assert!(ledger
+        .store
+        .verify_chain(None)
+        .await
+        .expect("verify")
+        .is_empty());
+}
+
+pub async fn a_hundred_thousand_events_in_one_append(ledger: TestLedger) {
+    const COUNT: i64 = 100_000;
+    let store = ledger.store.as_ref();
+    let batch = events("bulk", COUNT);
+    let started = std::time::Instant::now();
+    let appended = store
+        .append("bulk", ExpectedVersion::Exactly(0), batch.clone())
+        .await
+        .expect("append");
+    eprintln!(
+        "{:?}: {COUNT} events in one append took {:?}",
+        ledger.kind,
+        started.elapsed()
+    );
+    assert_eq!(appended.len(), COUNT as usize);
+    assert_eq!(
+        appended.last().map(|a| (a.version, a.position)),
+        Some((COUNT, COUNT))
+    );
+    assert_eq!(store.head_position().await.expect("head"), COUNT);
+    assert_eq!(
+        versions(
+            &store
+                .read_stream("bulk", COUNT - 9, 100)
+                .await
+                .expect("read")
+        ),
+        (COUNT - 9..=COUNT).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        positions(&store.read_all(50_000, 3).await.expect("read")),
+        vec![50_001, 50_002, 50_003]
+    );
+    let ids: Vec<String> = (1..=COUNT)
+        .step_by(997)
+        .map(|line| format!("bulk-{line}"))
+        .collect();
+    assert_eq!(
+        store.find_by_caller_ids(&ids).await.expect("find").len(),
+        ids.len()
+    );
+    // The whole batch again: every id is held, so nothing is written.
+    let retry = store
+        .append("bulk", ExpectedVersion::Exactly(0), batch)
+        .await
+        .expect("retry");
+    assert!(retry.is_empty());
+    assert!(store
+        .verify_chain(Some("bulk"))
+        .await
+        .expect("verify")
+        .is_empty());
+}
+
+pub async fn reopening_keeps_the_ledger(mut ledger: TestLedger) {
+    ledger
+        .store
+        .append("s", ExpectedVersion::Exactly(0), events("s", 3))
+        .await
+        .expect("append");
+    ledger
+        .store
+        .append("t", ExpectedVersion::Exactly(0), events("t", 1))
+        .await
+        .expect("append");
+    let before = read_all_fully(ledger.store.as_ref()).await;
+    ledger.reopen().await;
+    ledger.reopen().await;
+    assert_eq!(read_all_fully(ledger.store.as_ref()).await, before);
+    let next = ledger
+        .store
+        .append("s", ExpectedVersion::Exactly(3), events("s-more", 1))
+        .await
+        .expect("append");
+    assert_eq!((next[0].version, next[0].position), (4, 5));
+    assert!(ledger
+        .store
+        .verify_chain(None)
+        .await
+        .expect("verify")
+        .is_empty());
+    assert!(ledger
+        .store
+        .append("t", ExpectedVersion::Exactly(1), events("t", 1))
+        .await
+        .expect("retry")
+        .is_empty());
+}
+
+pub async fn invalid_input_is_refused(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let too_long = event(Some(&"x".repeat(65)), 1);
+    let empty_id = event(Some(""), 1);
+    let mut no_type = event(None, 1);
+    no_type.event_type = String::new();
+    for (stream, batch) in [
+        ("s", vec![too_long]),
+        ("s", vec![empty_id]),
+        ("s", vec![no_type]),
+        ("", vec![event(None, 1)]),
+    ] {
+        let refused = store.append(stream, ExpectedVersion::Any, batch).await;
+        assert!(
+            matches!(refused, Err(StoreError::InvalidInput(_))),
+            "{refused:?}"
+        );
+    }
+    let negative = store
+        .append("s", ExpectedVersion::Exactly(-1), vec![event(None, 1)])
+        .await;
+    assert!(matches!(negative, Err(StoreError::InvalidInput(_))));
+    assert!(store
+        .append("s", ExpectedVersion::Exactly(7), Vec::new())
+        .await
+        .expect("nothing to do")
+        .is_empty());
+    assert_eq!(store.head_position().await.expect("head"), 0);
+    let longest = event(Some(&"料".repeat(64)), 1);
+    assert_eq!(
+        store
+            .append("s", ExpectedVersion::Any, vec![longest])
+            .await
+            .expect("append")
+            .len(),
+        1
+    );
+}
