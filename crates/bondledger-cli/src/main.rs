@@ -1,1 +1,215 @@
-fn main() {}
+//! `bondledger`: the command line of interchange §2.
+//!
+//! This crate turns arguments into calls on the ledger and results into
+//! tables, JSON or CSV and exit statuses. It decides nothing itself.
+
+mod args;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bondledger_domain::{report_json, Mode, VerifyOptions};
+use bondledger_ledger::{AsOf, Ledger, LedgerError};
+use clap::Parser;
+
+use crate::args::{AsOfArgs, Cli, Command, Format};
+
+/// Exit statuses of interchange §2.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const MALFORMED: u8 = 2;
+    pub const REFUSED: u8 = 3;
+    pub const NO_SUCH_MANUAL: u8 = 4;
+    pub const BROKEN: u8 = 5;
+}
+
+/// The demo history shipped with the binary.
+const DEMO_FILES: &[(&str, &str)] = &[
+    (
+        "demo/01-electronics.jsonl",
+        include_str!("../demo/01-electronics.jsonl"),
+    ),
+    (
+        "demo/02-consigned-toys.jsonl",
+        include_str!("../demo/02-consigned-toys.jsonl"),
+    ),
+];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BONDLEDGER_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bondledger: cannot start: {error}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("bondledger: {error:#}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let url = cli.database_url.clone();
+    let open = || async {
+        Ledger::open(&url)
+            .await
+            .with_context(|| format!("cannot open the ledger at {url}"))
+    };
+    match cli.command {
+        Command::Import { record, files } => {
+            let ledger = open().await?;
+            let mode = if record { Mode::Record } else { Mode::Strict };
+            import(&ledger, &files, mode).await
+        }
+        Command::Verify {
+            manual,
+            as_of,
+            tolerance,
+        } => {
+            let ledger = open().await?;
+            let options = VerifyOptions {
+                tolerance: tolerance.map_or(VerifyOptions::default().tolerance, |t| t.value()),
+            };
+            let Some(report) = ledger.verify(&manual, as_of.resolve()?, &options).await? else {
+                return Ok(no_such_manual(&manual));
+            };
+            match cli.format {
+                Format::Json => output::print_json(&report_json(&report)),
+                Format::Table | Format::Csv => output::print_report(&report),
+            }
+            Ok(exit::OK)
+        }
+        Command::Balance { manual, as_of } => {
+            let ledger = open().await?;
+            let Some(state) = ledger
+                .replay(&manual, as_of.resolve()?, |_, _, _| {})
+                .await?
+            else {
+                return Ok(no_such_manual(&manual));
+            };
+            output::print_balance(&state, cli.format);
+            Ok(exit::OK)
+        }
+        Command::History { manual, as_of } => {
+            let ledger = open().await?;
+            history(&ledger, &manual, as_of, cli.format).await
+        }
+        Command::Audit { manual } => {
+            let ledger = open().await?;
+            let breaks = ledger.store().verify_chain(manual.as_deref()).await?;
+            if breaks.is_empty() {
+                println!("intact: every hash chain re-checked");
+                return Ok(exit::OK);
+            }
+            for broken in &breaks {
+                println!(
+                    "break: {} version {}: {}",
+                    broken.stream, broken.version, broken.reason
+                );
+            }
+            Ok(exit::BROKEN)
+        }
+        Command::Demo => demo(open().await?).await,
+    }
+}
+
+fn no_such_manual(manual: &str) -> u8 {
+    eprintln!("bondledger: no manual {manual} in this ledger");
+    exit::NO_SUCH_MANUAL
+}
+
+/// The exit status and message for a batch that was not taken.
+fn report_failure(error: &LedgerError) -> u8 {
+    eprintln!("{error}");
+    match error {
+        LedgerError::Unreadable { .. }
+        | LedgerError::Malformed { .. }
+        | LedgerError::IdConflict { .. } => exit::MALFORMED,
+        LedgerError::Refused { .. } => exit::REFUSED,
+        LedgerError::Corrupt { .. } | LedgerError::Contention { .. } | LedgerError::Store(_) => {
+            exit::FAILURE
+        }
+    }
+}
+
+async fn import(ledger: &Ledger, files: &[PathBuf], mode: Mode) -> anyhow::Result<u8> {
+    for file in files {
+        match ledger.import_file(file, mode, Some("cli")).await {
+            Ok(outcome) => eprintln!(
+                "{}: {} appended, {} already held",
+                file.display(),
+                outcome.appended.len(),
+                outcome.already_held.len()
+            ),
+            Err(error) => return Ok(report_failure(&error)),
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn history(
+    ledger: &Ledger,
+    manual: &str,
+    as_of: AsOfArgs,
+    format: Format,
+) -> anyhow::Result<u8> {
+    let mut printer = output::HistoryPrinter::new(format);
+    let state = ledger
+        .history(manual, as_of.resolve()?, |entry| printer.push(entry))
+        .await?;
+    if state.is_none() {
+        return Ok(no_such_manual(manual));
+    }
+    printer.finish(state.as_ref());
+    Ok(exit::OK)
+}
+
+async fn demo(ledger: Ledger) -> anyhow::Result<u8> {
+    let mut manuals = Vec::new();
+    for (name, text) in DEMO_FILES {
+        match ledger
+            .import_text(name, text, Mode::Strict, Some("demo"))
+            .await
+        {
+            Ok(outcome) => eprintln!(
+                "{name}: {} appended, {} already held",
+                outcome.appended.len(),
+                outcome.already_held.len()
+            ),
+            Err(error) => return Ok(report_failure(&error)),
+        }
+        for located in
+            bondledger_ledger::read_lines(Ok(text.as_bytes()), (*name).to_owned()).flatten()
+        {
+            if located.envelope.movement.kind() == bondledger_domain::MovementKind::ManualRegistered
+            {
+                manuals.push(located.envelope.manual.to_string());
+            }
+        }
+    }
+    for manual in manuals {
+        if let Some(report) = ledger
+            .verify(&manual, AsOf::Latest, &VerifyOptions::default())
+            .await?
+        {
+            output::print_report(&report);
+            println!();
+        }
+    }
+    Ok(exit::OK)
+}

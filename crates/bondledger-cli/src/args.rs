@@ -1,0 +1,122 @@
+//! The arguments of interchange §2.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use bondledger_domain::decimal::Dec;
+use bondledger_ledger::AsOf;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Bondledger: an event-sourced ledger of bonded goods under processing-trade
+/// supervision (加工贸易保税监管).
+#[derive(Debug, Parser)]
+#[command(name = "bondledger", version, about)]
+pub struct Cli {
+    /// Where the ledger is: sqlite://PATH (sqlite:///abs/path) or postgres://…
+    #[arg(
+        long,
+        global = true,
+        env = "BONDLEDGER_DATABASE_URL",
+        default_value = "sqlite://bondledger.db"
+    )]
+    pub database_url: String,
+
+    /// table for people, json for programs, csv where a command says so.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Appends the movements of each file, each file all or nothing.
+    Import {
+        /// History that already happened: keep rule-breaking movements with their findings.
+        #[arg(long)]
+        record: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The verification report (核销) of a manual.
+    Verify {
+        manual: String,
+        #[command(flatten)]
+        as_of: AsOfArgs,
+        /// Work-order deviation tolerated, as a fraction (default 0.02).
+        #[arg(long, value_parser = parse_dec)]
+        tolerance: Option<Dec>,
+    },
+    /// Every material's balance and what is at contractors.
+    Balance {
+        manual: String,
+        #[command(flatten)]
+        as_of: AsOfArgs,
+    },
+    /// Every event of a manual in order, with the balances after each.
+    History {
+        manual: String,
+        #[command(flatten)]
+        as_of: AsOfArgs,
+    },
+    /// Re-checks the hash chain of every stream (or one manual's).
+    Audit {
+        #[arg(long)]
+        manual: Option<String>,
+    },
+    /// Loads the demo history into this ledger and verifies its manuals.
+    Demo,
+}
+
+fn parse_dec(text: &str) -> Result<Dec, String> {
+    bondledger_domain::parse_decimal(text)
+        .map(Dec)
+        .map_err(|e| e.to_string())
+}
+
+/// One of the three time-travel options (interchange §2).
+#[derive(Debug, Clone, Args)]
+#[group(multiple = false)]
+pub struct AsOfArgs {
+    /// The manual as it stood after its Nth event.
+    #[arg(long)]
+    pub as_of_position: Option<i64>,
+    /// The events the ledger held at that moment (RFC 3339).
+    #[arg(long)]
+    pub as_of_recorded: Option<String>,
+    /// The events dated on or before that day (YYYY-MM-DD).
+    #[arg(long)]
+    pub as_of_date: Option<String>,
+}
+
+impl AsOfArgs {
+    pub fn resolve(&self) -> anyhow::Result<AsOf> {
+        if let Some(position) = self.as_of_position {
+            if position < 0 {
+                bail!("--as-of-position must be 0 or more, not {position}");
+            }
+            return Ok(AsOf::Version(position));
+        }
+        if let Some(moment) = &self.as_of_recorded {
+            let parsed = DateTime::parse_from_rfc3339(moment).map_err(|e| {
+                anyhow::anyhow!("--as-of-recorded {moment:?} is not an RFC 3339 timestamp: {e}")
+            })?;
+            return Ok(AsOf::Recorded(parsed.with_timezone(&Utc)));
+        }
+        if let Some(date) = &self.as_of_date {
+            let parsed: NaiveDate = bondledger_domain::movement::parse_date(date)
+                .map_err(|e| anyhow::anyhow!("--as-of-date: {e}"))?;
+            return Ok(AsOf::Date(parsed));
+        }
+        Ok(AsOf::Latest)
+    }
+}

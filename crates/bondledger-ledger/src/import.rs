@@ -1,0 +1,406 @@
+//! Appending movements: each batch (a file, a request) is decided movement
+//! by movement against the state it will commit on, and appended in one
+//! transaction, all or nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use bondledger_domain::movement::Movement;
+use bondledger_domain::{
+    decide, Context, Envelope, ManualNo, ManualState, Mode, RecordedMovement, ReversalTarget,
+    SCHEMA_VERSION,
+};
+use bondledger_store::{
+    AppendSession, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent,
+};
+use serde_json::Value;
+
+use crate::query::AsOf;
+use crate::source::{read_lines, read_movements, Located};
+use crate::{Ledger, LedgerError};
+
+/// Movements decided and looked up together: bounds memory on long files.
+const CHUNK_MOVEMENTS: usize = 2_000;
+/// How often a batch is decided again when another writer got in first.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// One movement appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendedMovement {
+    pub line: usize,
+    pub id: Option<String>,
+    pub manual: String,
+    pub version: i64,
+    pub position: i64,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub appended: Vec<AppendedMovement>,
+    /// Movements whose id the ledger already held with the same content.
+    pub already_held: Vec<AppendedMovement>,
+}
+
+/// A manual touched by the batch: its state as the batch evolves it.
+struct Book {
+    state: Option<ManualState>,
+    /// The stream version the store holds (this transaction included).
+    flushed: i64,
+    /// Decided, not yet handed to the store.
+    pending: usize,
+}
+
+impl Ledger {
+    /// Imports one movement file (interchange §2 `import`): checked whole
+    /// first, then decided and appended in one transaction.
+    pub async fn import_file(
+        &self,
+        path: &Path,
+        mode: Mode,
+        actor: Option<&str>,
+    ) -> Result<ImportOutcome, LedgerError> {
+        let name = path.display().to_string();
+        self.import_source(&name, mode, actor, || read_movements(path))
+            .await
+    }
+
+    /// Imports movement-file text held in memory, named `name` in errors.
+    pub async fn import_text(
+        &self,
+        name: &str,
+        text: &str,
+        mode: Mode,
+        actor: Option<&str>,
+    ) -> Result<ImportOutcome, LedgerError> {
+        self.import_source(name, mode, actor, || {
+            read_lines(Ok(text.as_bytes()), name.to_owned())
+        })
+        .await
+    }
+
+    async fn import_source<I>(
+        &self,
+        name: &str,
+        mode: Mode,
+        actor: Option<&str>,
+        source: impl Fn() -> I,
+    ) -> Result<ImportOutcome, LedgerError>
+    where
+        I: Iterator<Item = Result<Located, LedgerError>>,
+    {
+        let mut manuals = BTreeSet::new();
+        for located in source() {
+            manuals.extend(manuals_named(&located?.envelope));
+        }
+        self.with_retries(&manuals, mode, actor, name, source).await
+    }
+
+    /// Imports movements already read (an API request), all or nothing.
+    /// Line numbers are the movements' indexes from 0.
+    pub async fn import_envelopes(
+        &self,
+        envelopes: &[Envelope],
+        mode: Mode,
+        actor: Option<&str>,
+        source_name: &str,
+    ) -> Result<ImportOutcome, LedgerError> {
+        let manuals: BTreeSet<ManualNo> = envelopes.iter().flat_map(manuals_named).collect();
+        let source = || {
+            envelopes.iter().enumerate().map(|(index, envelope)| {
+                Ok(Located {
+                    line: index,
+                    envelope: envelope.clone(),
+                })
+            })
+        };
+        self.with_retries(&manuals, mode, actor, source_name, source)
+            .await
+    }
+
+    async fn with_retries<I>(
+        &self,
+        manuals: &BTreeSet<ManualNo>,
+        mode: Mode,
+        actor: Option<&str>,
+        source_name: &str,
+        source: impl Fn() -> I,
+    ) -> Result<ImportOutcome, LedgerError>
+    where
+        I: Iterator<Item = Result<Located, LedgerError>>,
+    {
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self
+                .import_once(manuals, mode, actor, source_name, source())
+                .await
+            {
+                Err(LedgerError::Store(StoreError::Conflict { .. })) => {
+                    tracing::info!(attempt, "another writer appended first; deciding again");
+                }
+                other => return other,
+            }
+        }
+        Err(LedgerError::Contention {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    #[tracing::instrument(name = "bondledger.ledger.import", skip_all, fields(source = %source_name))]
+    async fn import_once(
+        &self,
+        manuals: &BTreeSet<ManualNo>,
+        mode: Mode,
+        actor: Option<&str>,
+        source_name: &str,
+        movements: impl Iterator<Item = Result<Located, LedgerError>>,
+    ) -> Result<ImportOutcome, LedgerError> {
+        let mut books = HashMap::new();
+        for manual in manuals {
+            let state = self
+                .replay(manual.as_str(), AsOf::Latest, |_, _, _| {})
+                .await?;
+            let flushed = state.as_ref().map_or(0, |s| s.version);
+            books.insert(
+                manual.clone(),
+                Book {
+                    state,
+                    flushed,
+                    pending: 0,
+                },
+            );
+        }
+        let mut batch = Batch {
+            session: self.store.begin().await?,
+            books,
+            mode,
+            metadata: EventMetadata {
+                actor: actor.map(str::to_owned),
+                ..EventMetadata::default()
+            },
+            source_name: source_name.to_owned(),
+            outcome: ImportOutcome::default(),
+            pending: Vec::new(),
+        };
+        let mut chunk = Vec::with_capacity(CHUNK_MOVEMENTS);
+        for located in movements {
+            chunk.push(located?);
+            if chunk.len() == CHUNK_MOVEMENTS {
+                batch.decide_chunk(std::mem::take(&mut chunk)).await?;
+            }
+        }
+        batch.decide_chunk(chunk).await?;
+        let Batch {
+            session, outcome, ..
+        } = batch;
+        session.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// The manuals a movement names: its own, and the other side of a remnant
+/// carry-over (whose registration the remnant rule reads).
+fn manuals_named(envelope: &Envelope) -> Vec<ManualNo> {
+    let mut named = vec![envelope.manual.clone()];
+    match &envelope.movement {
+        Movement::RemnantOut(r) => named.push(r.to_manual.clone()),
+        Movement::RemnantIn(r) => named.push(r.from_manual.clone()),
+        _ => {}
+    }
+    named
+}
+
+struct Batch {
+    session: Box<dyn AppendSession>,
+    books: HashMap<ManualNo, Book>,
+    mode: Mode,
+    metadata: EventMetadata,
+    source_name: String,
+    outcome: ImportOutcome,
+    /// Decided movements in the order they came: (line, manual, event).
+    pending: Vec<(usize, ManualNo, NewEvent)>,
+}
+
+/// Whether a held event is this very movement (a harmless re-import).
+fn same_movement(stored: &StoredEvent, envelope: &Envelope) -> bool {
+    stored.stream == envelope.manual.as_str()
+        && stored.event_type == envelope.movement.kind().as_str()
+        && stored.business_date == envelope.date
+        && stored.payload.get("movement") == Some(&Value::Object(envelope.movement.fields()))
+}
+
+impl Batch {
+    async fn decide_chunk(&mut self, chunk: Vec<Located>) -> Result<(), LedgerError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = chunk.iter().filter_map(|l| l.envelope.id.clone()).collect();
+        let mut held: HashMap<String, StoredEvent> = HashMap::new();
+        for stored in self.session.find_by_caller_ids(&ids).await? {
+            if let Some(id) = stored.caller_id.clone() {
+                held.insert(id, stored);
+            }
+        }
+        // Ids taken earlier in this chunk, not yet visible to the store.
+        let mut taken: HashMap<String, Envelope> = HashMap::new();
+        for Located { line, envelope } in chunk {
+            if let Some(id) = &envelope.id {
+                let same = match (held.get(id), taken.get(id)) {
+                    (Some(stored), _) => Some((
+                        same_movement(stored, &envelope),
+                        stored.stream.clone(),
+                        stored.version,
+                        stored.position,
+                    )),
+                    (None, Some(earlier)) => {
+                        Some((earlier == &envelope, envelope.manual.to_string(), 0, 0))
+                    }
+                    (None, None) => None,
+                };
+                match same {
+                    Some((true, manual, version, position)) => {
+                        self.outcome.already_held.push(AppendedMovement {
+                            line,
+                            id: Some(id.clone()),
+                            manual,
+                            version,
+                            position,
+                        });
+                        continue;
+                    }
+                    Some((false, ..)) => {
+                        return Err(LedgerError::IdConflict {
+                            source_name: self.source_name.clone(),
+                            line,
+                            id: id.clone(),
+                        });
+                    }
+                    None => {}
+                }
+                taken.insert(id.clone(), envelope.clone());
+            }
+            self.decide_one(line, envelope).await?;
+        }
+        self.flush().await
+    }
+
+    async fn decide_one(&mut self, line: usize, envelope: Envelope) -> Result<(), LedgerError> {
+        let target = match &envelope.movement {
+            Movement::Reversed(reversal) => {
+                // The event reversed may wait in this batch: make it visible.
+                self.flush().await?;
+                let found = self
+                    .session
+                    .find_by_caller_ids(std::slice::from_ref(&reversal.event))
+                    .await?;
+                match found.into_iter().next() {
+                    Some(stored) => Some(reversal_target(&stored)?),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let counterparty = match &envelope.movement {
+            Movement::RemnantOut(r) => self.books.get(&r.to_manual),
+            Movement::RemnantIn(r) => self.books.get(&r.from_manual),
+            _ => None,
+        }
+        .and_then(|book| book.state.as_ref())
+        .map(|state| state.registration.clone());
+        let manual = envelope.manual.clone();
+        let book = self.books.entry(manual.clone()).or_insert_with(|| Book {
+            state: None,
+            flushed: 0,
+            pending: 0,
+        });
+        let context = Context {
+            mode: self.mode,
+            counterparty: counterparty.as_ref(),
+            reversal_target: target.as_ref(),
+        };
+        let recorded = decide(book.state.as_ref(), envelope, &context).map_err(|refusal| {
+            LedgerError::Refused {
+                source_name: self.source_name.clone(),
+                line,
+                rule: refusal.rule,
+                message: refusal.message,
+            }
+        })?;
+        let reference = recorded
+            .envelope
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{manual}@{}", book.flushed + book.pending as i64 + 1));
+        match (&mut book.state, &recorded.envelope.movement) {
+            (Some(state), _) => state.apply(&recorded, &reference),
+            (None, Movement::ManualRegistered(registration)) => {
+                book.state = Some(ManualState::registered(&recorded.envelope, registration));
+            }
+            (None, _) => unreachable!("decide refuses a movement on a manual not registered"),
+        }
+        book.pending += 1;
+        self.pending
+            .push((line, manual, new_event(&recorded, &self.metadata)));
+        Ok(())
+    }
+
+    /// Hands the decided movements to the store in the order they came, so
+    /// ledger positions follow the batch: one append per run of movements
+    /// of the same manual.
+    async fn flush(&mut self) -> Result<(), LedgerError> {
+        let mut pending = std::mem::take(&mut self.pending).into_iter().peekable();
+        while let Some((line, manual, event)) = pending.next() {
+            let mut lines = vec![line];
+            let mut events = vec![event];
+            while let Some((line, _, event)) = pending.next_if(|(_, next, _)| *next == manual) {
+                lines.push(line);
+                events.push(event);
+            }
+            let book = self
+                .books
+                .get_mut(&manual)
+                .unwrap_or_else(|| unreachable!("every decided manual has a book"));
+            let appended = self
+                .session
+                .append(
+                    manual.as_str(),
+                    ExpectedVersion::Exactly(book.flushed),
+                    events,
+                )
+                .await?;
+            // Ids were checked against the store before deciding, so the
+            // store appends every event it was given.
+            debug_assert_eq!(appended.len(), lines.len());
+            book.pending -= appended.len();
+            for (line, event) in lines.into_iter().zip(appended) {
+                book.flushed = event.version;
+                self.outcome.appended.push(AppendedMovement {
+                    line,
+                    id: event.caller_id,
+                    manual: event.stream,
+                    version: event.version,
+                    position: event.position,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reversal_target(stored: &StoredEvent) -> Result<ReversalTarget, LedgerError> {
+    let recorded = crate::query::decode(stored)?;
+    Ok(ReversalTarget {
+        manual: recorded.envelope.manual.clone(),
+        recorded,
+    })
+}
+
+fn new_event(recorded: &RecordedMovement, metadata: &EventMetadata) -> NewEvent {
+    NewEvent {
+        caller_id: recorded.envelope.id.clone(),
+        event_type: recorded.kind().as_str().to_owned(),
+        schema_version: SCHEMA_VERSION,
+        payload: recorded.payload(),
+        metadata: metadata.clone(),
+        business_date: recorded.envelope.date,
+    }
+}

@@ -1,0 +1,79 @@
+//! Bondledger's application services: a movement enters, the domain decides,
+//! the store appends; a query replays a manual's stream into its state.
+//!
+//! This crate holds no rule of its own (the domain decides) and writes no
+//! SQL (the store does). It knows neither HTTP nor terminals: the CLI and the
+//! API call it.
+
+mod import;
+mod query;
+mod source;
+
+use std::sync::Arc;
+
+use bondledger_domain::{Malformed, RuleId};
+use bondledger_store::{EventStore, StoreError};
+
+pub use import::{AppendedMovement, ImportOutcome};
+pub use query::{AsOf, HistoryEntry};
+pub use source::{read_lines, read_movements, Located, MAX_LINE_BYTES};
+
+/// Why a movement or a file was not taken; nothing of it was written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{source_name}: cannot be read: {message}")]
+    Unreadable {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}:{line}: malformed: {malformed}")]
+    Malformed {
+        source_name: String,
+        line: usize,
+        malformed: Malformed,
+    },
+    #[error("{source_name}:{line}: field `id`: {id:?} is already held with other content")]
+    IdConflict {
+        source_name: String,
+        line: usize,
+        id: String,
+    },
+    #[error("{source_name}:{line}: refused: {rule}: {message}")]
+    Refused {
+        source_name: String,
+        line: usize,
+        rule: RuleId,
+        message: String,
+    },
+    #[error("event {version} of {stream} cannot be read: {message}")]
+    Corrupt {
+        stream: String,
+        version: i64,
+        message: String,
+    },
+    #[error("the ledger kept changing under this import; tried {attempts} times")]
+    Contention { attempts: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The ledger: the store, and the services over it.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<dyn EventStore>,
+}
+
+impl Ledger {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Ledger { store }
+    }
+
+    /// Opens (creating and migrating where needed) the ledger at `url`.
+    pub async fn open(url: &str) -> Result<Self, LedgerError> {
+        Ok(Ledger::new(bondledger_store::open(url).await?))
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+}

@@ -1,0 +1,156 @@
+//! Queries by replay: a manual's stream folded into its state, whole or as
+//! it stood at a version, a moment of recording, or a business date.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bondledger_domain::movement::ItemNo;
+use bondledger_domain::{
+    verify, ManualNo, ManualState, RecordedMovement, Replay, Report, VerifyOptions,
+};
+use bondledger_store::{StoredEvent, MAX_PAGE_EVENTS};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use crate::{Ledger, LedgerError};
+
+/// Which prefix of a manual's history a query sees (interchange §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Latest,
+    /// After the manual's Nth event (its version).
+    Version(i64),
+    /// The events the ledger held at that moment.
+    Recorded(DateTime<Utc>),
+    /// The events dated on or before that day, in ledger order.
+    Date(NaiveDate),
+}
+
+/// One event of a manual's history with the balances after it.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub stored: StoredEvent,
+    pub recorded: RecordedMovement,
+    pub balances: BTreeMap<ItemNo, Decimal>,
+}
+
+/// How findings and reversals name an event: its caller id, or else its
+/// place in its stream.
+pub fn event_reference(stored: &StoredEvent) -> String {
+    stored
+        .caller_id
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", stored.stream, stored.version))
+}
+
+/// Reads a stored event back into the movement it records.
+pub(crate) fn decode(stored: &StoredEvent) -> Result<RecordedMovement, LedgerError> {
+    RecordedMovement::from_stored(
+        &stored.event_type,
+        stored.schema_version,
+        &stored.stream,
+        stored.business_date,
+        stored.caller_id.clone(),
+        &stored.payload,
+    )
+    .map_err(|malformed| LedgerError::Corrupt {
+        stream: stored.stream.clone(),
+        version: stored.version,
+        message: malformed.to_string(),
+    })
+}
+
+impl Ledger {
+    /// Replays a manual as of `as_of`, calling `each` after every event that
+    /// counted with the state it left. `None`: no such manual (then).
+    #[tracing::instrument(name = "bondledger.ledger.replay", skip(self, each))]
+    pub async fn replay(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
+    ) -> Result<Option<ManualState>, LedgerError> {
+        let mut replay = match as_of {
+            AsOf::Date(date) => Replay::as_of_date(date),
+            _ => Replay::new(),
+        };
+        let mut next_version = 1;
+        loop {
+            let page = self
+                .store
+                .read_stream(manual, next_version, MAX_PAGE_EVENTS)
+                .await?;
+            let Some(last) = page.last() else { break };
+            next_version = last.version + 1;
+            for stored in &page {
+                let beyond = match as_of {
+                    AsOf::Version(version) => stored.version > version,
+                    AsOf::Recorded(moment) => stored.recorded_at > moment,
+                    AsOf::Latest | AsOf::Date(_) => false,
+                };
+                if beyond {
+                    return Ok(replay.into_state());
+                }
+                let recorded = decode(stored)?;
+                if replay.apply(&recorded, &event_reference(stored)) {
+                    if let Some(state) = replay.state() {
+                        each(stored, &recorded, state);
+                    }
+                }
+            }
+        }
+        Ok(replay.into_state())
+    }
+
+    /// The verification report of a manual, or `None` if there is no such
+    /// manual (as of then).
+    pub async fn verify(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        options: &VerifyOptions,
+    ) -> Result<Option<Report>, LedgerError> {
+        let Some(state) = self.replay(manual, as_of, |_, _, _| {}).await? else {
+            return Ok(None);
+        };
+        let others: BTreeSet<ManualNo> = state
+            .carryovers
+            .iter()
+            .filter(|c| c.outgoing)
+            .map(|c| c.counterparty_manual.clone())
+            .collect();
+        // The other side is seen as the ledger saw it at the same moment;
+        // a version of this manual says nothing of another's.
+        let counterpart_as_of = match as_of {
+            AsOf::Version(_) => AsOf::Latest,
+            other => other,
+        };
+        let mut counterparties = BTreeMap::new();
+        for other in others {
+            if let Some(other_state) = self
+                .replay(other.as_str(), counterpart_as_of, |_, _, _| {})
+                .await?
+            {
+                counterparties.insert(other, other_state);
+            }
+        }
+        Ok(Some(verify(&state, &counterparties, options)))
+    }
+
+    /// Every event of a manual with the balances after it, in stream order,
+    /// handed to `each` as it is replayed.
+    pub async fn history(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        mut each: impl FnMut(HistoryEntry) + Send,
+    ) -> Result<Option<ManualState>, LedgerError> {
+        self.replay(manual, as_of, |stored, recorded, state| {
+            each(HistoryEntry {
+                stored: stored.clone(),
+                recorded: recorded.clone(),
+                balances: state.balances(),
+            })
+        })
+        .await
+    }
+}
