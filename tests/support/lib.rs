@@ -131,8 +131,14 @@ impl TestLedger {
 
     /// Runs the binary against this ledger, in the test's directory.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    /// Runs the binary with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(binary())
             .args(args)
+            .envs(env.iter().copied())
             .arg("--database-url")
             .arg(&self.url)
             .current_dir(self.dir.path())
@@ -201,6 +207,36 @@ impl TestLedger {
                         .await
                         .map_err(|e| e.to_string())?;
                     connection.close().await.map_err(|e| e.to_string())
+                }
+            }
+        })
+    }
+
+    /// The one number a query selects (e.g. a count), straight from the database.
+    pub fn count(&self, sql: &str) -> i64 {
+        runtime().block_on(async {
+            match self.backend {
+                Backend::Sqlite => {
+                    let options = sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(self.dir.path().join("ledger.db"));
+                    let mut connection = sqlx::SqliteConnection::connect_with(&options)
+                        .await
+                        .expect("connects");
+                    let (count,): (i64,) = sqlx::query_as(sql)
+                        .fetch_one(&mut connection)
+                        .await
+                        .expect("a count");
+                    count
+                }
+                Backend::Postgres => {
+                    let mut connection = sqlx::PgConnection::connect(&self.url)
+                        .await
+                        .expect("connects");
+                    let (count,): (i64,) = sqlx::query_as(sql)
+                        .fetch_one(&mut connection)
+                        .await
+                        .expect("a count");
+                    count
                 }
             }
         })

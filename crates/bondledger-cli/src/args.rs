@@ -73,8 +73,86 @@ pub enum Command {
         #[arg(long)]
         manual: Option<String>,
     },
+    /// Events across manuals, filtered; every filter given must hold.
+    Timeline {
+        #[command(flatten)]
+        filter: TimelineArgs,
+    },
+    /// What is due, overdue or expiring, across the ledger or for one enterprise.
+    Deadlines {
+        #[arg(long)]
+        enterprise: Option<String>,
+        /// Count days from this date instead of today (YYYY-MM-DD).
+        #[arg(long)]
+        today: Option<String>,
+    },
+    /// Rebuilds a projection (or all) from position 0, showing progress.
+    Rebuild {
+        /// manuals, timeline or snapshots; all when left out.
+        name: Option<String>,
+    },
+    /// Which import declarations a product's exports draw on (单耗追溯), first in, first out.
+    Trace {
+        manual: String,
+        #[arg(long)]
+        product: u32,
+    },
     /// Loads the demo history into this ledger and verifies its manuals.
     Demo,
+}
+
+/// The timeline's filters (interchange §2).
+#[derive(Debug, Clone, Args)]
+pub struct TimelineArgs {
+    #[arg(long)]
+    pub manual: Option<String>,
+    /// The manual's operating or processing enterprise.
+    #[arg(long)]
+    pub enterprise: Option<String>,
+    /// An HS code prefix: of any item the event moves or declares.
+    #[arg(long)]
+    pub hs: Option<String>,
+    #[arg(long)]
+    pub declaration: Option<String>,
+    /// An enterprise code or manual number the event names as its counterparty.
+    #[arg(long)]
+    pub counterparty: Option<String>,
+    /// Business dates from (inclusive, YYYY-MM-DD).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Business dates to (inclusive, YYYY-MM-DD).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Follow --manual along its carry-over chain into the receiving manuals.
+    #[arg(long, requires = "manual")]
+    pub follow_carryover: bool,
+}
+
+impl TimelineArgs {
+    pub fn filter(&self) -> anyhow::Result<bondledger_store::readmodel::TimelineFilter> {
+        let date = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<NaiveDate>> {
+            text.as_deref()
+                .map(|t| {
+                    bondledger_domain::movement::parse_date(t)
+                        .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+                })
+                .transpose()
+        };
+        if let Some(hs) = &self.hs {
+            if hs.is_empty() || hs.len() > 10 || !hs.bytes().all(|b| b.is_ascii_digit()) {
+                bail!("--hs {hs:?} is not an HS code prefix (1 to 10 digits)");
+            }
+        }
+        Ok(bondledger_store::readmodel::TimelineFilter {
+            manuals: self.manual.iter().cloned().collect(),
+            enterprise: self.enterprise.clone(),
+            hs_prefix: self.hs.clone(),
+            declaration: self.declaration.clone(),
+            counterparty: self.counterparty.clone(),
+            from: date("from", &self.from)?,
+            to: date("to", &self.to)?,
+        })
+    }
 }
 
 fn parse_dec(text: &str) -> Result<Dec, String> {

@@ -5,6 +5,7 @@
 
 mod args;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,18 +112,56 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Audit { manual } => {
             let ledger = open().await?;
-            let breaks = ledger.store().verify_chain(manual.as_deref()).await?;
-            if breaks.is_empty() {
-                println!("intact: every hash chain re-checked");
-                return Ok(exit::OK);
+            audit(&ledger, manual.as_deref()).await
+        }
+        Command::Timeline { filter } => {
+            let ledger = open().await?;
+            let mut printer = output::EventPrinter::new(cli.format);
+            ledger
+                .timeline(&filter.filter()?, filter.follow_carryover, |event| {
+                    printer.push(event)
+                })
+                .await?;
+            printer.finish();
+            Ok(exit::OK)
+        }
+        Command::Deadlines { enterprise, today } => {
+            let ledger = open().await?;
+            let today = match today {
+                Some(text) => bondledger_domain::movement::parse_date(&text)
+                    .map_err(|e| anyhow::anyhow!("--today: {e}"))?,
+                None => chrono::Local::now().date_naive(),
+            };
+            let deadlines = ledger.deadlines(today, enterprise.as_deref()).await?;
+            output::print_deadlines(&deadlines, cli.format);
+            Ok(exit::OK)
+        }
+        Command::Rebuild { name } => {
+            let ledger = open().await?;
+            let names: Vec<String> = match name {
+                Some(name) => vec![name],
+                None => bondledger_projections::PROJECTIONS
+                    .iter()
+                    .map(|n| (*n).to_owned())
+                    .collect(),
+            };
+            for name in names {
+                let mut bar = progress::Bar::new(&format!("rebuilding {name}"));
+                ledger
+                    .rebuild(&name, &mut |_, done, head| bar.update(done, head))
+                    .await?;
+                bar.finish();
             }
-            for broken in &breaks {
-                println!(
-                    "break: {} version {}: {}",
-                    broken.stream, broken.version, broken.reason
-                );
-            }
-            Ok(exit::BROKEN)
+            print_status(&ledger).await?;
+            Ok(exit::OK)
+        }
+        Command::Trace { manual, product } => {
+            let ledger = open().await?;
+            let Some(rows) = ledger.trace(&manual, product).await? else {
+                return Ok(no_such_manual(&manual));
+            };
+            output::print_trace(&rows, cli.format);
+            Ok(exit::OK)
         }
         Command::Demo => demo(open().await?).await,
     }
@@ -156,10 +195,71 @@ async fn import(ledger: &Ledger, files: &[PathBuf], mode: Mode) -> anyhow::Resul
                 outcome.appended.len(),
                 outcome.already_held.len()
             ),
-            Err(error) => return Ok(report_failure(&error)),
+            Err(error) => {
+                // What earlier files appended is kept: the read models follow it.
+                let code = report_failure(&error);
+                catch_up(ledger).await?;
+                return Ok(code);
+            }
         }
     }
+    catch_up(ledger).await?;
     Ok(exit::OK)
+}
+
+async fn print_status(ledger: &Ledger) -> anyhow::Result<()> {
+    for status in ledger.projection_status().await? {
+        eprintln!(
+            "projection {:<10} at position {:>10} of {:>10} ({} behind)",
+            status.name,
+            status.checkpoint,
+            status.head,
+            status.behind()
+        );
+    }
+    Ok(())
+}
+
+/// Brings the projections up to date after appends, with a progress bar on
+/// a terminal when it takes a while.
+async fn catch_up(ledger: &Ledger) -> anyhow::Result<()> {
+    let mut bar = progress::Bar::new("updating read models");
+    ledger
+        .catch_up(&mut |_, done, head| bar.update(done, head))
+        .await?;
+    bar.finish();
+    Ok(())
+}
+
+async fn audit(ledger: &Ledger, manual: Option<&str>) -> anyhow::Result<u8> {
+    let chain_breaks = ledger.store().verify_chain(manual).await?;
+    for broken in &chain_breaks {
+        println!(
+            "break: {} version {}: {}",
+            broken.stream, broken.version, broken.reason
+        );
+    }
+    if !chain_breaks.is_empty() {
+        // Read models are not compared with a log that is itself broken.
+        return Ok(exit::BROKEN);
+    }
+    let projection_breaks = ledger.audit_projections(manual).await?;
+    for broken in &projection_breaks {
+        let version = broken
+            .version
+            .map(|v| format!(" version {v}"))
+            .unwrap_or_default();
+        println!(
+            "break: projection {}: {}{version}: {}",
+            broken.projection, broken.manual, broken.what
+        );
+    }
+    if projection_breaks.is_empty() {
+        println!("intact: every hash chain re-checked, every read model equals a fresh replay");
+        Ok(exit::OK)
+    } else {
+        Ok(exit::BROKEN)
+    }
 }
 
 async fn history(
@@ -202,6 +302,7 @@ async fn demo(ledger: Ledger) -> anyhow::Result<u8> {
             }
         }
     }
+    catch_up(&ledger).await?;
     for manual in manuals {
         if let Some(report) = ledger
             .verify(&manual, AsOf::Latest, &VerifyOptions::default())

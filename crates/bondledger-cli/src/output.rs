@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use bondledger_domain::movement::ItemNo;
+use bondledger_domain::trace::TraceRow;
 use bondledger_domain::{format6, ManualState, Report};
-use bondledger_ledger::HistoryEntry;
+use bondledger_ledger::{Deadline, HistoryEntry};
+use bondledger_store::StoredEvent;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use rust_decimal::Decimal;
@@ -190,9 +192,9 @@ pub fn print_balance(state: &ManualState, format: Format) {
     }
 }
 
-/// The JSON object of one event (interchange §2, `history`).
-pub fn event_json(entry: &HistoryEntry) -> Map<String, Value> {
-    let stored = &entry.stored;
+/// The JSON object of one event (interchange §2, `history` and `timeline`):
+/// its place in the ledger and the movement's own fields.
+pub fn event_json(stored: &StoredEvent) -> Map<String, Value> {
     let mut object = Map::new();
     object.insert("manual".into(), Value::from(stored.stream.as_str()));
     object.insert("version".into(), Value::from(stored.version));
@@ -216,17 +218,13 @@ pub fn event_json(entry: &HistoryEntry) -> Map<String, Value> {
     );
     object.insert("event_id".into(), Value::from(stored.event_id.to_string()));
     object.insert("hash".into(), Value::from(stored.hash.as_str()));
-    for (key, value) in entry.recorded.envelope.movement.fields() {
-        object.entry(key).or_insert(value);
+    if let Some(Value::Object(fields)) = stored.payload.get("movement") {
+        for (key, value) in fields {
+            object.entry(key.clone()).or_insert_with(|| value.clone());
+        }
     }
-    if !entry.recorded.findings.is_empty() {
-        let findings = entry
-            .recorded
-            .findings
-            .iter()
-            .map(|f| json!({"rule": f.rule.as_str(), "message": f.message}))
-            .collect();
-        object.insert("findings".into(), Value::Array(findings));
+    if let Some(findings) = stored.payload.get("findings") {
+        object.insert("findings".into(), findings.clone());
     }
     object
 }
@@ -259,7 +257,7 @@ impl HistoryPrinter {
     pub fn push(&mut self, entry: HistoryEntry) {
         match self.format {
             Format::Json => {
-                let mut object = event_json(&entry);
+                let mut object = event_json(&entry.stored);
                 object.insert("balances".into(), balances_json(&entry.balances));
                 let text = Value::Object(object).to_string();
                 let mut out = std::io::stdout().lock();
@@ -316,6 +314,238 @@ impl HistoryPrinter {
                     println!("{table}");
                 }
             }
+        }
+    }
+}
+
+/// Prints events as they come: one JSON array, CSV rows, or a table.
+pub struct EventPrinter {
+    format: Format,
+    count: usize,
+    table: Option<Table>,
+    csv: Option<csv::Writer<std::io::Stdout>>,
+}
+
+const EVENT_CSV_HEADER: [&str; 9] = [
+    "position",
+    "manual",
+    "version",
+    "date",
+    "type",
+    "id",
+    "declaration",
+    "recorded_at",
+    "hash",
+];
+
+impl EventPrinter {
+    pub fn new(format: Format) -> Self {
+        EventPrinter {
+            format,
+            count: 0,
+            table: None,
+            csv: None,
+        }
+    }
+
+    pub fn push(&mut self, stored: &StoredEvent) {
+        let declaration = stored
+            .payload
+            .get("movement")
+            .and_then(|m| m.get("declaration"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match self.format {
+            Format::Json => {
+                let text = Value::Object(event_json(stored)).to_string();
+                let mut out = std::io::stdout().lock();
+                let _ = if self.count == 0 {
+                    write!(out, "[\n{text}")
+                } else {
+                    write!(out, ",\n{text}")
+                };
+            }
+            Format::Csv => {
+                let writer = self.csv.get_or_insert_with(|| {
+                    let mut writer = csv::Writer::from_writer(std::io::stdout());
+                    let _ = writer.write_record(EVENT_CSV_HEADER);
+                    writer
+                });
+                let _ = writer.write_record([
+                    stored.position.to_string(),
+                    stored.stream.clone(),
+                    stored.version.to_string(),
+                    stored.business_date.to_string(),
+                    stored.event_type.clone(),
+                    stored.caller_id.clone().unwrap_or_default(),
+                    declaration,
+                    stored
+                        .recorded_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    stored.hash.clone(),
+                ]);
+            }
+            Format::Table => {
+                let table = self.table.get_or_insert_with(|| {
+                    table(&[
+                        "position",
+                        "manual",
+                        "version",
+                        "date",
+                        "type",
+                        "id",
+                        "declaration",
+                    ])
+                });
+                table.add_row(vec![
+                    stored.position.to_string(),
+                    stored.stream.clone(),
+                    stored.version.to_string(),
+                    stored.business_date.to_string(),
+                    stored.event_type.clone(),
+                    stored.caller_id.clone().unwrap_or_default(),
+                    declaration,
+                ]);
+            }
+        }
+        self.count += 1;
+    }
+
+    pub fn finish(self) {
+        match self.format {
+            Format::Json => println!("{}", if self.count == 0 { "[]" } else { "\n]" }),
+            Format::Csv => {
+                let mut writer = self.csv.unwrap_or_else(|| {
+                    let mut writer = csv::Writer::from_writer(std::io::stdout());
+                    let _ = writer.write_record(EVENT_CSV_HEADER);
+                    writer
+                });
+                let _ = writer.flush();
+            }
+            Format::Table => match self.table {
+                Some(table) => println!("{table}\n{} events", self.count),
+                None => println!("no events match"),
+            },
+        }
+    }
+}
+
+pub fn print_deadlines(deadlines: &[Deadline], format: Format) {
+    let rows: Vec<[String; 7]> = deadlines
+        .iter()
+        .map(|d| {
+            [
+                d.due.to_string(),
+                d.days_remaining.to_string(),
+                d.manual.clone(),
+                d.enterprise.clone(),
+                d.kind.clone(),
+                d.event.clone().unwrap_or_default(),
+                d.detail.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "due",
+        "days_remaining",
+        "manual",
+        "enterprise",
+        "kind",
+        "event",
+        "detail",
+    ];
+    match format {
+        Format::Json => print_json(&Value::Array(
+            deadlines
+                .iter()
+                .map(|d| {
+                    json!({"due": d.due.to_string(), "days_remaining": d.days_remaining, "overdue": d.days_remaining < 0,
+                        "manual": d.manual, "enterprise": d.enterprise, "kind": d.kind, "event": d.event, "detail": d.detail})
+                })
+                .collect(),
+        )),
+        Format::Csv => print_csv(&header, &rows),
+        Format::Table => {
+            let mut out = table(&["due 期限", "days 剩余天数", "manual 手册", "enterprise", "kind", "event", "detail"]);
+            for row in rows {
+                out.add_row(row.to_vec());
+            }
+            println!("{out}");
+        }
+    }
+}
+
+fn print_csv<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut writer = csv::Writer::from_writer(std::io::stdout());
+    let _ = writer.write_record(header);
+    for row in rows {
+        let _ = writer.write_record(row);
+    }
+    let _ = writer.flush();
+}
+
+pub fn print_trace(rows: &[TraceRow], format: Format) {
+    let opt_date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+    let table_rows: Vec<[String; 10]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.export_date.to_string(),
+                r.export_kind.as_str().to_owned(),
+                r.export_declaration.clone(),
+                format6(r.product_qty),
+                r.material.map(|m| m.to_string()).unwrap_or_default(),
+                format6(r.material_qty),
+                r.import_declaration.clone().unwrap_or_else(|| {
+                    if r.is_unconverted() {
+                        "(no unit consumption)".into()
+                    } else {
+                        "(unsourced)".into()
+                    }
+                }),
+                opt_date(r.import_date),
+                format6(r.qty),
+                r.export_event.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "export_date",
+        "export_kind",
+        "export_declaration",
+        "product_qty",
+        "material",
+        "material_qty",
+        "import_declaration",
+        "import_date",
+        "qty",
+        "export_event",
+    ];
+    match format {
+        Format::Json => print_json(&Value::Array(
+            rows.iter()
+                .map(|r| {
+                    json!({
+                        "export_event": r.export_event, "export_kind": r.export_kind.as_str(),
+                        "export_declaration": r.export_declaration, "export_date": r.export_date.to_string(),
+                        "product": r.product.0, "product_qty": format6(r.product_qty), "uc_version": r.uc_version,
+                        "material": r.material.map(|m| m.0), "material_qty": format6(r.material_qty),
+                        "import_event": r.import_event, "import_kind": r.import_kind.map(|k| k.as_str()),
+                        "import_declaration": r.import_declaration, "import_date": r.import_date.map(|d| d.to_string()),
+                        "qty": format6(r.qty),
+                    })
+                })
+                .collect(),
+        )),
+        Format::Csv => print_csv(&header, &table_rows),
+        Format::Table => {
+            let mut out = table(&["export date", "movement", "declaration 报关单", "products", "material", "drawn", "import declaration 进口报关单", "import date", "qty", "event"]);
+            for row in table_rows {
+                out.add_row(row.to_vec());
+            }
+            align_numbers(&mut out, 8);
+            println!("{out}");
         }
     }
 }

@@ -199,25 +199,27 @@ fn check_references(
         )),
         _ => Ok(()),
     };
-    let list = |entries: &[ItemQty],
-                kind: ItemKind,
-                what: &str,
-                allow_zero: bool|
-     -> Result<(), Refusal> {
-        for entry in entries {
-            match kind {
-                ItemKind::Material => material(entry.item).map(drop)?,
-                ItemKind::Product => product(entry.item).map(drop)?,
-            }
-        }
-        for entry in entries {
-            let qty = entry.qty.value();
-            if allow_zero && qty.is_zero() {
-                continue;
-            }
-            positive(qty, &format!("{what} item {}", entry.item))?;
-        }
-        Ok(())
+    let known = |entries: &[ItemQty], kind: ItemKind| -> Result<(), Refusal> {
+        entries.iter().try_for_each(|entry| match kind {
+            ItemKind::Material => material(entry.item).map(drop),
+            ItemKind::Product => product(entry.item).map(drop),
+        })
+    };
+    let quantities = |entries: &[ItemQty], what: &str, allow_zero: bool| -> Result<(), Refusal> {
+        entries
+            .iter()
+            .filter(|entry| !(allow_zero && entry.qty.value().is_zero()))
+            .try_for_each(|entry| {
+                positive(entry.qty.value(), &format!("{what} item {}", entry.item))
+            })
+    };
+    // §4 level 2 is ordered: every item a movement names is looked up before
+    // any of its quantities is judged, across all of its lists.
+    let materials_and_products = |materials: &[ItemQty], products: &[ItemQty]| {
+        known(materials, ItemKind::Material)?;
+        known(products, ItemKind::Product)?;
+        quantities(materials, "materials", false)?;
+        quantities(products, "products", false)
     };
     match movement {
         Movement::ManualRegistered(_) => Ok(()),
@@ -229,7 +231,6 @@ fn check_references(
                         format!("material item {} is already registered", m.item),
                     ));
                 }
-                positive(m.qty.value(), &format!("add_materials item {}", m.item))?;
             }
             for p in &amendment.add_products {
                 if registration.products.contains_key(&p.item) {
@@ -238,7 +239,6 @@ fn check_references(
                         format!("product item {} is already registered", p.item),
                     ));
                 }
-                positive(p.qty.value(), &format!("add_products item {}", p.item))?;
             }
             for set in &amendment.set_quantities {
                 let known = match set.kind {
@@ -257,6 +257,14 @@ fn check_references(
                         format!("item {} is not registered", set.item),
                     ));
                 }
+            }
+            for m in &amendment.add_materials {
+                positive(m.qty.value(), &format!("add_materials item {}", m.item))?;
+            }
+            for p in &amendment.add_products {
+                positive(p.qty.value(), &format!("add_products item {}", p.item))?;
+            }
+            for set in &amendment.set_quantities {
                 positive(
                     set.qty.value(),
                     &format!("set_quantities item {}", set.item),
@@ -297,36 +305,21 @@ fn check_references(
             positive(s.qty.value(), "qty")?;
             positive(s.counterpart.qty.value(), "counterpart.qty")
         }
-        Movement::OutwardShipped(o) => {
-            list(&o.materials, ItemKind::Material, "materials", false)?;
-            list(&o.products, ItemKind::Product, "products", false)
-        }
-        Movement::OutwardReturned(o) => {
-            list(&o.materials, ItemKind::Material, "materials", false)?;
-            list(&o.products, ItemKind::Product, "products", false)
-        }
-        Movement::DomesticSale(s) => {
-            list(&s.materials, ItemKind::Material, "materials", false)?;
-            list(&s.products, ItemKind::Product, "products", false)
-        }
+        Movement::OutwardShipped(o) => materials_and_products(&o.materials, &o.products),
+        Movement::OutwardReturned(o) => materials_and_products(&o.materials, &o.products),
+        Movement::DomesticSale(s) => materials_and_products(&s.materials, &s.products),
         Movement::WorkOrderCompleted(w) => {
             unit_fits(product(w.product)?, &w.unit, w.product)?;
-            list(&w.issued, ItemKind::Material, "issued", false)?;
+            known(&w.issued, ItemKind::Material)?;
+            quantities(&w.issued, "issued", false)?;
             positive(w.qty.value(), "qty")
         }
         Movement::Reported(r) => {
-            list(
-                &r.declared_remaining,
-                ItemKind::Material,
-                "declared_remaining",
-                true,
-            )?;
-            list(
-                r.declared_scrap.as_deref().unwrap_or_default(),
-                ItemKind::Material,
-                "declared_scrap",
-                true,
-            )
+            let declared_scrap = r.declared_scrap.as_deref().unwrap_or_default();
+            known(&r.declared_remaining, ItemKind::Material)?;
+            known(declared_scrap, ItemKind::Material)?;
+            quantities(&r.declared_remaining, "declared_remaining", true)?;
+            quantities(declared_scrap, "declared_scrap", true)
         }
         Movement::PeriodClosed(_) if registration.book != Book::AccountBook => Err(refuse(
             RuleId::ManualNotAccountBook,

@@ -31,7 +31,7 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
         None => (unsigned, None),
     };
     let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(whole) || !fraction.map_or(true, all_digits) {
+    if !all_digits(whole) || !fraction.is_none_or(all_digits) {
         return Err(DecimalError::Grammar(text.to_owned()));
     }
     let significant = whole.trim_start_matches('0').len() + fraction.map_or(0, str::len);

@@ -13,6 +13,7 @@ pub mod replay;
 pub mod rules;
 pub mod state;
 pub mod testing;
+pub mod trace;
 pub mod verify;
 
 pub use decide::{decide, Context, Mode, ReversalTarget};

@@ -41,6 +41,16 @@ impl Replay {
         }
     }
 
+    /// Continues from a state whose events were all dated on or before
+    /// `date_limit` (so none was left out), keeping that limit.
+    pub fn resume(state: ManualState, date_limit: Option<NaiveDate>) -> Self {
+        Replay {
+            state: Some(state),
+            date_limit,
+            skipped: BTreeSet::new(),
+        }
+    }
+
     /// Applies one movement; `event` is its id as findings name it. Returns
     /// whether it counted.
     pub fn apply(&mut self, recorded: &RecordedMovement, event: &str) -> bool {

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{AttachedFinding, RecordedMovement};
 use crate::movement::{
@@ -24,7 +25,7 @@ use crate::rules::RuleId;
 pub const EXACTNESS_SLACK: Decimal = Decimal::from_parts(1, 0, 0, false, 18);
 
 /// A material item (料件) as registered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaterialItem {
     pub item: ItemNo,
     pub hs: HsCode,
@@ -35,7 +36,7 @@ pub struct MaterialItem {
 }
 
 /// A product item (成品) as registered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductItem {
     pub item: ItemNo,
     pub hs: HsCode,
@@ -72,7 +73,7 @@ impl From<&ProductSpec> for ProductItem {
 }
 
 /// What customs registered (备案) for a manual, as amended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
     pub manual: ManualNo,
     pub registered_on: NaiveDate,
@@ -117,7 +118,7 @@ impl Registration {
 }
 
 /// One material line of a unit-consumption declaration (单耗).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BomLine {
     pub net: Decimal,
     pub loss_rate: Decimal,
@@ -154,7 +155,7 @@ impl BomLine {
 pub type Bom = BTreeMap<ItemNo, BomLine>;
 
 /// Every declared version of every product, and which was declared last.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnitConsumptions {
     versions: BTreeMap<ItemNo, BTreeMap<String, Bom>>,
     latest: BTreeMap<ItemNo, String>,
@@ -188,7 +189,8 @@ impl UnitConsumptions {
 }
 
 /// The balance columns of domain §3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Column {
     Imported,
     CarriedIn,
@@ -447,7 +449,7 @@ pub fn moved_products(movement: &Movement) -> Vec<(ItemNo, Decimal, Option<Strin
 }
 
 /// Running totals of one material in the open period.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ColumnTotals(BTreeMap<Column, Decimal>);
 
 impl ColumnTotals {
@@ -461,23 +463,25 @@ impl ColumnTotals {
 }
 
 /// Per product and material, over work orders: Σ completed and Σ issued.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkOrderTotals {
     pub completed: Decimal,
     pub issued: Decimal,
 }
 
 /// What the open period has seen (the whole history, for a manual).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeriodTotals {
     pub columns: BTreeMap<ItemNo, ColumnTotals>,
     /// Q_j per (product, the version the movements named).
+    #[serde(with = "pairs")]
     pub products: BTreeMap<(ItemNo, Option<String>), Decimal>,
+    #[serde(with = "pairs")]
     pub work_orders: BTreeMap<(ItemNo, ItemNo), WorkOrderTotals>,
 }
 
 /// A finding about one movement, kept while the movement stands.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventFinding {
     pub rule: RuleId,
     /// The movement's id (its caller id, or the store's event id).
@@ -486,7 +490,7 @@ pub struct EventFinding {
 }
 
 /// A carry-over kept for matching with the other side (domain §3).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarryoverRecord {
     pub event: String,
     pub outgoing: bool,
@@ -498,10 +502,12 @@ pub struct CarryoverRecord {
     /// The out side's declared HS code (what the receiver declares).
     pub hs: Option<HsCode>,
     pub date: NaiveDate,
+    /// Shipped on (out) or received on (in).
+    pub moved_on: NaiveDate,
 }
 
 /// A domestic sale whose stated interest is to be checked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaleRecord {
     pub event: String,
     pub date: NaiveDate,
@@ -511,7 +517,7 @@ pub struct SaleRecord {
 }
 
 /// The last report (报核) of the open period.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportRecord {
     pub event: String,
     pub date: NaiveDate,
@@ -519,7 +525,7 @@ pub struct ReportRecord {
 }
 
 /// Everything known of one manual after some prefix of its stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManualState {
     pub registration: Registration,
     /// The number of events of the stream applied (its version).
@@ -548,6 +554,7 @@ pub struct ManualState {
     pub findings: Vec<EventFinding>,
     /// Movements whose products may have no unit consumption, by product
     /// and named version; emptied once that version can be resolved.
+    #[serde(with = "pairs")]
     pub unconverted: BTreeMap<(ItemNo, Option<String>), Vec<String>>,
     pub carryovers: Vec<CarryoverRecord>,
     pub sales: Vec<SaleRecord>,
@@ -936,6 +943,7 @@ impl ManualState {
                 batch: c.batch.clone(),
                 hs: Some(c.hs.clone()),
                 date,
+                moved_on: c.shipped_on.0,
             }),
             Movement::CarryoverIn(c) => self.carryovers.push(CarryoverRecord {
                 event: event.to_owned(),
@@ -946,6 +954,7 @@ impl ManualState {
                 batch: c.batch.clone(),
                 hs: None,
                 date,
+                moved_on: c.received_on.0,
             }),
             Movement::DomesticSale(sale) => {
                 if let (Some(rate), Some(interest)) = (sale.interest_rate, sale.interest) {
@@ -1043,4 +1052,30 @@ pub fn disposal_of(movement: &Movement) -> Option<Disposal> {
 /// Adds a finding attached at import to a recorded movement.
 pub fn attach(recorded: &mut RecordedMovement, rule: RuleId, message: String) {
     recorded.findings.push(AttachedFinding { rule, message });
+}
+
+/// Maps with compound keys, written as a list of `[key, value]` pairs
+/// (JSON objects take only string keys).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
 }

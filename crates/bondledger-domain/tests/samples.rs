@@ -42,6 +42,17 @@ fn check(name: &str) {
         );
     }
     assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+    // A state written as a snapshot reads back equal.
+    for state in ledger.states.values() {
+        let written = serde_json::to_string(state).expect("a state serializes");
+        let read: bondledger_domain::ManualState =
+            serde_json::from_str(&written).expect("and reads back");
+        assert_eq!(
+            &read, state,
+            "{name}: snapshot round trip of {}",
+            state.registration.manual
+        );
+    }
 }
 
 #[test]

@@ -8,15 +8,19 @@
 mod import;
 mod query;
 mod source;
+mod trace;
+mod views;
 
 use std::sync::Arc;
 
 use bondledger_domain::{Malformed, RuleId};
 use bondledger_store::{EventStore, StoreError};
 
+pub use bondledger_domain::trace::{Lot, TraceRow, Tracer};
 pub use import::{AppendedMovement, ImportOutcome};
 pub use query::{AsOf, HistoryEntry};
 pub use source::{read_lines, read_movements, Located, MAX_LINE_BYTES};
+pub use views::Deadline;
 
 /// Why a movement or a file was not taken; nothing of it was written.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,26 @@ pub enum LedgerError {
     Contention { attempts: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<bondledger_projections::ProjectionError> for LedgerError {
+    fn from(error: bondledger_projections::ProjectionError) -> Self {
+        match error {
+            bondledger_projections::ProjectionError::Corrupt {
+                stream,
+                version,
+                message,
+            } => LedgerError::Corrupt {
+                stream,
+                version,
+                message,
+            },
+            bondledger_projections::ProjectionError::Store(store) => LedgerError::Store(store),
+            unknown @ bondledger_projections::ProjectionError::Unknown(_) => {
+                LedgerError::Store(StoreError::InvalidInput(unknown.to_string()))
+            }
+        }
+    }
 }
 
 /// The ledger: the store, and the services over it.

@@ -33,47 +33,51 @@ pub struct HistoryEntry {
     pub balances: BTreeMap<ItemNo, Decimal>,
 }
 
-/// How findings and reversals name an event: its caller id, or else its
-/// place in its stream.
-pub fn event_reference(stored: &StoredEvent) -> String {
-    stored
-        .caller_id
-        .clone()
-        .unwrap_or_else(|| format!("{}@{}", stored.stream, stored.version))
-}
+pub use bondledger_projections::event_reference;
 
 /// Reads a stored event back into the movement it records.
 pub(crate) fn decode(stored: &StoredEvent) -> Result<RecordedMovement, LedgerError> {
-    RecordedMovement::from_stored(
-        &stored.event_type,
-        stored.schema_version,
-        &stored.stream,
-        stored.business_date,
-        stored.caller_id.clone(),
-        &stored.payload,
-    )
-    .map_err(|malformed| LedgerError::Corrupt {
-        stream: stored.stream.clone(),
-        version: stored.version,
-        message: malformed.to_string(),
-    })
+    bondledger_projections::decode(stored).map_err(LedgerError::from)
 }
 
 impl Ledger {
     /// Replays a manual as of `as_of`, calling `each` after every event that
     /// counted with the state it left. `None`: no such manual (then).
     #[tracing::instrument(name = "bondledger.ledger.replay", skip(self, each))]
+    ///
+    /// It may start from a snapshot: `each` then sees only the events after
+    /// it. [`Ledger::replay_every_event`] sees them all.
     pub async fn replay(
         &self,
         manual: &str,
         as_of: AsOf,
-        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
+        each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
-        let mut replay = match as_of {
+        let start = self.start_from_snapshot(manual, as_of).await?;
+        self.replay_from(manual, as_of, start, each).await
+    }
+
+    /// As [`Ledger::replay`], calling `each` on every event from the first.
+    pub async fn replay_every_event(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
+    ) -> Result<Option<ManualState>, LedgerError> {
+        let replay = match as_of {
             AsOf::Date(date) => Replay::as_of_date(date),
             _ => Replay::new(),
         };
-        let mut next_version = 1;
+        self.replay_from(manual, as_of, (replay, 1), each).await
+    }
+
+    async fn replay_from(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        (mut replay, mut next_version): (Replay, i64),
+        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
+    ) -> Result<Option<ManualState>, LedgerError> {
         loop {
             let page = self
                 .store
@@ -99,6 +103,40 @@ impl Ledger {
             }
         }
         Ok(replay.into_state())
+    }
+
+    /// Where a replay as of `as_of` can start: the latest snapshot that holds
+    /// only events the query sees, or the start of the stream.
+    async fn start_from_snapshot(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+    ) -> Result<(Replay, i64), LedgerError> {
+        let date_limit = match as_of {
+            AsOf::Date(date) => Some(date),
+            _ => None,
+        };
+        let fresh = (date_limit.map_or_else(Replay::new, Replay::as_of_date), 1);
+        let (max_version, max_recorded) = match as_of {
+            AsOf::Version(version) => (version, None),
+            AsOf::Recorded(moment) => (i64::MAX, Some(moment)),
+            AsOf::Latest | AsOf::Date(_) => (i64::MAX, None),
+        };
+        let Some(snapshot) = self
+            .store
+            .latest_snapshot(manual, max_version, date_limit, max_recorded)
+            .await?
+        else {
+            return Ok(fresh);
+        };
+        // A snapshot is a cache: one that cannot be read is passed over.
+        match serde_json::from_str::<ManualState>(&snapshot.state) {
+            Ok(state) => Ok((Replay::resume(state, date_limit), snapshot.version + 1)),
+            Err(error) => {
+                tracing::warn!(manual, version = snapshot.version, %error, "snapshot unreadable; replaying from the start");
+                Ok(fresh)
+            }
+        }
     }
 
     /// The verification report of a manual, or `None` if there is no such
@@ -144,7 +182,7 @@ impl Ledger {
         as_of: AsOf,
         mut each: impl FnMut(HistoryEntry) + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
-        self.replay(manual, as_of, |stored, recorded, state| {
+        self.replay_every_event(manual, as_of, |stored, recorded, state| {
             each(HistoryEntry {
                 stored: stored.clone(),
                 recorded: recorded.clone(),

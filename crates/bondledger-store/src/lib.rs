@@ -15,6 +15,7 @@ pub mod chain;
 mod error;
 mod event;
 mod postgres;
+pub mod readmodel;
 mod sqlite;
 mod store;
 mod url;
@@ -27,6 +28,7 @@ pub use error::StoreError;
 pub use event::{
     Appended, Backend, ChainBreak, EventMetadata, ExpectedVersion, NewEvent, StoredEvent,
 };
+pub use readmodel::ReadModels;
 pub use store::{AppendSession, EventStore, MAX_PAGE_EVENTS};
 
 /// Opens the ledger at `url`, creating an SQLite file if needed, and brings its schema

@@ -465,3 +465,5 @@ fn decode_event(row: &PgRow) -> Result<EventRow, StoreError> {
         hash: row.try_get("hash")?,
     })
 }
+
+crate::readmodel::impl_read_models!(PostgresStore, sqlx::Postgres, pool, pool);

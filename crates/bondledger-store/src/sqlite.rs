@@ -453,3 +453,5 @@ fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
         .map(|recorded_at| recorded_at.with_timezone(&Utc))
         .map_err(|error| StoreError::Integrity(format!("unreadable recorded_at {text:?}: {error}")))
 }
+
+crate::readmodel::impl_read_models!(SqliteStore, sqlx::Sqlite, writer, readers);

@@ -1,0 +1,208 @@
+//! Queries answered from read models: the investigator's timeline, the
+//! carry-over chain and the deadlines. The projections are brought up to the
+//! head of the log first, so an answer is never behind what was appended.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bondledger_projections::{ProjectionBreak, ProjectionStatus, Runner};
+use bondledger_store::readmodel::{CarryoverRow, ManualRow, TimelineFilter};
+use bondledger_store::{StoredEvent, MAX_PAGE_EVENTS};
+use chrono::{Duration, NaiveDate};
+
+use crate::{Ledger, LedgerError};
+
+/// Days the receiving side has to declare a carry-over (order 109); 30 where
+/// its own book is a zone book (order 126).
+const CARRYOVER_RECEIPT_DAYS: i64 = 90;
+const ZONE_CARRYOVER_RECEIPT_DAYS: i64 = 30;
+
+/// Something due on a manual.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deadline {
+    pub manual: String,
+    pub enterprise: String,
+    /// `report`, `expiry` or `carryover_receipt`.
+    pub kind: String,
+    pub event: Option<String>,
+    pub due: NaiveDate,
+    /// Days from `today` to `due`; negative when overdue.
+    pub days_remaining: i64,
+    pub detail: String,
+}
+
+impl Ledger {
+    pub fn runner(&self) -> Runner {
+        Runner::new(self.store.clone())
+    }
+
+    /// Brings every projection up to the head of the log.
+    pub async fn catch_up(
+        &self,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), LedgerError> {
+        Ok(self.runner().catch_up_all(progress).await?)
+    }
+
+    pub async fn projection_status(&self) -> Result<Vec<ProjectionStatus>, LedgerError> {
+        Ok(self.runner().status().await?)
+    }
+
+    pub async fn rebuild(
+        &self,
+        name: &str,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), LedgerError> {
+        Ok(self.runner().rebuild(name, progress).await?)
+    }
+
+    pub async fn audit_projections(
+        &self,
+        manual: Option<&str>,
+    ) -> Result<Vec<ProjectionBreak>, LedgerError> {
+        Ok(self.runner().audit(manual).await?)
+    }
+
+    pub async fn manuals(&self) -> Result<Vec<ManualRow>, LedgerError> {
+        self.catch_up(&mut |_, _, _| {}).await?;
+        Ok(self.store.manual_rows().await?)
+    }
+
+    /// The manuals a carry-over chain reaches from `manual`: it, the manuals
+    /// it carried over to, and onward.
+    pub async fn carryover_chain(&self, manual: &str) -> Result<Vec<String>, LedgerError> {
+        let mut chain = vec![manual.to_owned()];
+        let mut seen: BTreeSet<String> = chain.iter().cloned().collect();
+        let mut index = 0;
+        while let Some(current) = chain.get(index).cloned() {
+            index += 1;
+            for row in self.store.carryover_rows(Some(&current)).await? {
+                if row.manual == current
+                    && row.direction == "out"
+                    && seen.insert(row.counterparty_manual.clone())
+                {
+                    chain.push(row.counterparty_manual);
+                }
+            }
+        }
+        Ok(chain)
+    }
+
+    /// Every event matching `filter`, in ledger order, handed to `each` a
+    /// page at a time. With `follow_carryover`, the filter's manuals are
+    /// extended along their carry-over chains.
+    pub async fn timeline(
+        &self,
+        filter: &TimelineFilter,
+        follow_carryover: bool,
+        mut each: impl FnMut(&StoredEvent) + Send,
+    ) -> Result<(), LedgerError> {
+        self.catch_up(&mut |_, _, _| {}).await?;
+        let mut filter = filter.clone();
+        if follow_carryover {
+            let mut manuals = Vec::new();
+            for manual in &filter.manuals {
+                for reached in self.carryover_chain(manual).await? {
+                    if !manuals.contains(&reached) {
+                        manuals.push(reached);
+                    }
+                }
+            }
+            filter.manuals = manuals;
+        }
+        let mut after = 0;
+        loop {
+            let page = self.store.timeline(&filter, after, MAX_PAGE_EVENTS).await?;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            page.iter().for_each(&mut each);
+            after = last;
+        }
+        Ok(())
+    }
+
+    /// What is due, overdue or expiring, across the ledger or for one
+    /// enterprise, soonest first. `today` is the caller's clock.
+    pub async fn deadlines(
+        &self,
+        today: NaiveDate,
+        enterprise: Option<&str>,
+    ) -> Result<Vec<Deadline>, LedgerError> {
+        self.catch_up(&mut |_, _, _| {}).await?;
+        let manuals: BTreeMap<String, ManualRow> = self
+            .store
+            .manual_rows()
+            .await?
+            .into_iter()
+            .map(|m| (m.manual.clone(), m))
+            .collect();
+        let belongs = |manual: &str| {
+            enterprise.is_none_or(|code| {
+                manuals
+                    .get(manual)
+                    .is_some_and(|m| m.enterprise == code || m.processing_enterprise == code)
+            })
+        };
+        let parse = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+        let mut deadlines = Vec::new();
+        for row in self.store.deadline_rows().await? {
+            let (Some(due), true) = (parse(&row.due), belongs(&row.manual)) else {
+                continue;
+            };
+            deadlines.push(Deadline {
+                enterprise: manuals
+                    .get(&row.manual)
+                    .map(|m| m.enterprise.clone())
+                    .unwrap_or_default(),
+                manual: row.manual,
+                kind: row.kind,
+                event: Some(row.event).filter(|e| !e.is_empty()),
+                due,
+                days_remaining: (due - today).num_days(),
+                detail: row.detail,
+            });
+        }
+        let carryovers = self.store.carryover_rows(None).await?;
+        for out in carryovers.iter().filter(|c| c.direction == "out") {
+            let receiver = &out.counterparty_manual;
+            let received = carryovers.iter().any(|c: &CarryoverRow| {
+                c.direction == "in"
+                    && &c.manual == receiver
+                    && c.counterparty_manual == out.manual
+                    && c.batch == out.batch
+            });
+            let Some(shipped) = parse(&out.moved_on) else {
+                continue;
+            };
+            if received || !(belongs(receiver) || belongs(&out.manual)) {
+                continue;
+            }
+            let zone = manuals.get(receiver).is_some_and(|m| m.zone);
+            let limit = if zone {
+                ZONE_CARRYOVER_RECEIPT_DAYS
+            } else {
+                CARRYOVER_RECEIPT_DAYS
+            };
+            let due = shipped + Duration::days(limit);
+            deadlines.push(Deadline {
+                manual: receiver.clone(),
+                enterprise: manuals
+                    .get(receiver)
+                    .map(|m| m.enterprise.clone())
+                    .unwrap_or_default(),
+                kind: "carryover_receipt".into(),
+                event: Some(out.event.clone()),
+                due,
+                days_remaining: (due - today).num_days(),
+                detail: format!(
+                    "declare the carry-over in (深加工结转转入) of {} batch {} shipped on {}",
+                    out.manual,
+                    out.batch.as_deref().unwrap_or("-"),
+                    out.moved_on
+                ),
+            });
+        }
+        deadlines.sort_by(|a, b| (a.due, &a.manual, &a.kind).cmp(&(b.due, &b.manual, &b.kind)));
+        Ok(deadlines)
+    }
+}

@@ -1,0 +1,186 @@
+//! The audit of read models: every projection's rows against a fresh replay
+//! of the whole log.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bondledger_domain::{ManualState, Replay};
+use bondledger_store::readmodel::{ManualRows, MAX_READ_MODEL_ROWS};
+use bondledger_store::MAX_PAGE_EVENTS;
+
+use crate::{
+    decode, event_reference, manual_rows, snapshot_every, timeline_row, ProjectionError, Runner,
+};
+
+/// A read-model row that differs from what a replay gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionBreak {
+    pub projection: &'static str,
+    pub manual: String,
+    /// The event (stream version) the row belongs to, where it is one event's.
+    pub version: Option<i64>,
+    pub what: String,
+}
+
+impl Runner {
+    /// Replays the whole log afresh and compares every read model with it.
+    /// The projections are brought up to date first.
+    pub async fn audit(
+        &self,
+        manual_filter: Option<&str>,
+    ) -> Result<Vec<ProjectionBreak>, ProjectionError> {
+        self.catch_up_all(&mut |_, _, _| {}).await?;
+        let mut breaks = Vec::new();
+        let mut replays: BTreeMap<String, Replay> = BTreeMap::new();
+        let wanted = |manual: &str| manual_filter.is_none_or(|m| m == manual);
+        let mut after = 0;
+        let mut stored_timeline = Vec::new();
+        let every = snapshot_every();
+        loop {
+            let page = self.store.read_all(after, MAX_PAGE_EVENTS).await?;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            let rows = self.store.timeline_rows(after, MAX_PAGE_EVENTS).await?;
+            stored_timeline.clear();
+            stored_timeline.extend(rows.into_iter().map(|row| (row.position, row)));
+            let stored_timeline: BTreeMap<_, _> = stored_timeline.drain(..).collect();
+            for stored in &page {
+                let recorded = decode(stored)?;
+                let replay = replays.entry(stored.stream.clone()).or_default();
+                if wanted(&stored.stream) {
+                    let expected = timeline_row(stored, &recorded, replay.state());
+                    match stored_timeline.get(&stored.position) {
+                        Some(actual) if *actual == expected => {}
+                        Some(actual) => breaks.push(ProjectionBreak {
+                            projection: "timeline",
+                            manual: stored.stream.clone(),
+                            version: Some(stored.version),
+                            what: format!("row is {actual:?}, a replay gives {expected:?}"),
+                        }),
+                        None => breaks.push(ProjectionBreak {
+                            projection: "timeline",
+                            manual: stored.stream.clone(),
+                            version: Some(stored.version),
+                            what: "row missing".into(),
+                        }),
+                    }
+                }
+                replay.apply(&recorded, &event_reference(stored));
+                if wanted(&stored.stream) && stored.version % every == 0 {
+                    if let Some(state) = replay.state() {
+                        self.check_snapshot(state, stored.version, &mut breaks)
+                            .await?;
+                    }
+                }
+            }
+            after = last;
+        }
+        let states: BTreeMap<String, ManualState> = replays
+            .into_iter()
+            .filter(|(manual, _)| wanted(manual))
+            .filter_map(|(manual, replay)| replay.into_state().map(|state| (manual, state)))
+            .collect();
+        self.check_manuals(&states, manual_filter, &mut breaks)
+            .await?;
+        Ok(breaks)
+    }
+
+    async fn check_snapshot(
+        &self,
+        state: &ManualState,
+        version: i64,
+        breaks: &mut Vec<ProjectionBreak>,
+    ) -> Result<(), ProjectionError> {
+        let manual = state.registration.manual.to_string();
+        let Some(snapshot) = self
+            .store
+            .latest_snapshot(&manual, version, None, None)
+            .await?
+        else {
+            return Ok(());
+        };
+        if snapshot.version != version {
+            return Ok(());
+        }
+        let same = serde_json::from_str::<ManualState>(&snapshot.state).is_ok_and(|s| &s == state);
+        if !same {
+            breaks.push(ProjectionBreak {
+                projection: "snapshots",
+                manual,
+                version: Some(version),
+                what: "the snapshot differs from a replay to that version".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn check_manuals(
+        &self,
+        states: &BTreeMap<String, ManualState>,
+        manual_filter: Option<&str>,
+        breaks: &mut Vec<ProjectionBreak>,
+    ) -> Result<(), ProjectionError> {
+        let manuals = self.store.manual_rows().await?;
+        let balances = self.store.balance_rows(manual_filter).await?;
+        let carryovers = self.store.carryover_rows(manual_filter).await?;
+        let deadlines = self.store.deadline_rows().await?;
+        let held: BTreeSet<&str> = manuals.iter().map(|m| m.manual.as_str()).collect();
+        for (manual, state) in states {
+            let expected: ManualRows = manual_rows(state);
+            let mut problems = Vec::new();
+            if manuals.iter().find(|m| &m.manual == manual) != Some(&expected.manual) {
+                problems.push("summary row");
+            }
+            if balances
+                .iter()
+                .filter(|b| &b.manual == manual)
+                .cloned()
+                .collect::<Vec<_>>()
+                != expected.balances
+            {
+                problems.push("balances");
+            }
+            let mut actual_carryovers: Vec<_> = carryovers
+                .iter()
+                .filter(|c| &c.manual == manual)
+                .cloned()
+                .collect();
+            let mut expected_carryovers = expected.carryovers.clone();
+            actual_carryovers.sort_by(|a, b| a.event.cmp(&b.event));
+            expected_carryovers.sort_by(|a, b| a.event.cmp(&b.event));
+            if actual_carryovers != expected_carryovers {
+                problems.push("carry-overs");
+            }
+            let mut actual_deadlines: Vec<_> = deadlines
+                .iter()
+                .filter(|d| &d.manual == manual)
+                .cloned()
+                .collect();
+            let mut expected_deadlines = expected.deadlines.clone();
+            actual_deadlines.sort_by(|a, b| (&a.kind, &a.event).cmp(&(&b.kind, &b.event)));
+            expected_deadlines.sort_by(|a, b| (&a.kind, &a.event).cmp(&(&b.kind, &b.event)));
+            if actual_deadlines != expected_deadlines {
+                problems.push("deadlines");
+            }
+            for problem in problems {
+                breaks.push(ProjectionBreak {
+                    projection: "manuals",
+                    manual: manual.clone(),
+                    version: None,
+                    what: format!("{problem} differ from a replay"),
+                });
+            }
+        }
+        if manual_filter.is_none() && manuals.len() < MAX_READ_MODEL_ROWS {
+            for extra in held.iter().filter(|m| !states.contains_key(**m)) {
+                breaks.push(ProjectionBreak {
+                    projection: "manuals",
+                    manual: (*extra).to_owned(),
+                    version: None,
+                    what: "a manual the log does not hold".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

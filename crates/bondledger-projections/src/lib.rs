@@ -1,0 +1,271 @@
+//! Read models kept from the event log: a runner that follows `read_all`
+//! from each projection's checkpoint, writing the rows of a batch and the new
+//! checkpoint in one transaction (so every event is applied exactly once,
+//! also across a crash); rebuilds from position 0; and the audit that
+//! compares every read model with a fresh replay.
+//!
+//! This crate never writes SQL (the store does) and never decides anything
+//! (the domain does): it turns replayed state into rows.
+
+mod audit;
+mod rows;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bondledger_domain::{ManualState, RecordedMovement, Replay};
+use bondledger_store::readmodel::{Change, ProjectionBatch};
+use bondledger_store::{EventStore, StoreError, StoredEvent, MAX_PAGE_EVENTS};
+use chrono::NaiveDate;
+
+pub use audit::ProjectionBreak;
+pub use rows::{manual_rows, timeline_row};
+
+/// The projections, in the order they are brought up to date.
+pub const PROJECTIONS: &[&str] = &["manuals", "timeline", "snapshots"];
+
+/// A manual's state is kept as a snapshot every this many events, unless
+/// `BONDLEDGER_SNAPSHOT_EVERY` says otherwise (a tuning knob; snapshots are
+/// a cache and change no answer).
+pub const SNAPSHOT_EVERY_EVENTS: i64 = 1_000;
+
+/// The snapshot interval in force.
+pub fn snapshot_every() -> i64 {
+    std::env::var("BONDLEDGER_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .filter(|every| *every >= 1)
+        .unwrap_or(SNAPSHOT_EVERY_EVENTS)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("event {version} of {stream} cannot be read: {message}")]
+    Corrupt {
+        stream: String,
+        version: i64,
+        message: String,
+    },
+    #[error("no projection named {0:?} (there are: manuals, timeline, snapshots)")]
+    Unknown(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How findings and reversals name an event: its caller id, or else its
+/// place in its stream.
+pub fn event_reference(stored: &StoredEvent) -> String {
+    stored
+        .caller_id
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", stored.stream, stored.version))
+}
+
+/// Reads a stored event back into the movement it records.
+pub fn decode(stored: &StoredEvent) -> Result<RecordedMovement, ProjectionError> {
+    RecordedMovement::from_stored(
+        &stored.event_type,
+        stored.schema_version,
+        &stored.stream,
+        stored.business_date,
+        stored.caller_id.clone(),
+        &stored.payload,
+    )
+    .map_err(|malformed| ProjectionError::Corrupt {
+        stream: stored.stream.clone(),
+        version: stored.version,
+        message: malformed.to_string(),
+    })
+}
+
+/// Where a projection stands against the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub checkpoint: i64,
+    pub head: i64,
+}
+
+impl ProjectionStatus {
+    /// Events of the log the projection has not applied yet.
+    pub fn behind(&self) -> i64 {
+        self.head - self.checkpoint
+    }
+}
+
+/// A manual followed by a projection: its state and the latest business date
+/// among its events (what a snapshot must record).
+struct Followed {
+    replay: Replay,
+    max_date: Option<NaiveDate>,
+}
+
+/// Follows the log for the projections.
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn EventStore>,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Runner { store }
+    }
+
+    pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let head = self.store.head_position().await?;
+        let mut statuses = Vec::new();
+        for name in PROJECTIONS {
+            statuses.push(ProjectionStatus {
+                name,
+                checkpoint: self.store.checkpoint(name).await?,
+                head,
+            });
+        }
+        Ok(statuses)
+    }
+
+    /// Brings every projection up to the head of the log.
+    pub async fn catch_up_all(
+        &self,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), ProjectionError> {
+        for name in PROJECTIONS {
+            self.catch_up(name, progress).await?;
+        }
+        Ok(())
+    }
+
+    /// Clears a projection and applies the log again from position 0. The
+    /// ledger keeps taking appends meanwhile; the projection ends at the head
+    /// it finds when it gets there.
+    pub async fn rebuild(
+        &self,
+        name: &str,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), ProjectionError> {
+        let name = known(name)?;
+        self.store.reset_projection(name).await?;
+        self.catch_up(name, progress).await
+    }
+
+    /// Applies the events after the projection's checkpoint, a page at a
+    /// time; `progress(name, checkpoint, head)` after each page.
+    #[tracing::instrument(name = "bondledger.projections.catch_up", skip(self, progress))]
+    pub async fn catch_up(
+        &self,
+        name: &str,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), ProjectionError> {
+        let name = known(name)?;
+        let mut checkpoint = self.store.checkpoint(name).await?;
+        let mut followed: HashMap<String, Followed> = HashMap::new();
+        let every = snapshot_every();
+        loop {
+            let page = self.store.read_all(checkpoint, MAX_PAGE_EVENTS).await?;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            let mut changes = Vec::new();
+            let mut touched = Vec::new();
+            for stored in &page {
+                if !followed.contains_key(&stored.stream) {
+                    let loaded = self.load(&stored.stream, checkpoint).await?;
+                    followed.insert(stored.stream.clone(), loaded);
+                }
+                let Some(manual) = followed.get_mut(&stored.stream) else {
+                    continue;
+                };
+                let recorded = decode(stored)?;
+                if name == "timeline" {
+                    // The registration as it stood before the event names the
+                    // items' HS codes; a registration names its own.
+                    let state = manual.replay.state();
+                    changes.push(Change::Timeline(timeline_row(stored, &recorded, state)));
+                }
+                manual.replay.apply(&recorded, &event_reference(stored));
+                manual.max_date = Some(
+                    manual
+                        .max_date
+                        .map_or(stored.business_date, |d| d.max(stored.business_date)),
+                );
+                if name == "snapshots" && stored.version % every == 0 {
+                    if let (Some(state), Some(max_date)) = (manual.replay.state(), manual.max_date)
+                    {
+                        changes.extend(rows::snapshot(stored, state, max_date));
+                    }
+                }
+                if !touched.contains(&stored.stream) {
+                    touched.push(stored.stream.clone());
+                }
+            }
+            if name == "manuals" {
+                for stream in &touched {
+                    if let Some(state) = followed.get(stream).and_then(|f| f.replay.state()) {
+                        changes.push(Change::ReplaceManual(Box::new(manual_rows(state))));
+                    }
+                }
+            }
+            self.store
+                .commit_projection(ProjectionBatch {
+                    projection: name.to_owned(),
+                    from_position: checkpoint,
+                    to_position: last,
+                    changes,
+                })
+                .await?;
+            checkpoint = last;
+            let head = self.store.head_position().await?;
+            progress(name, checkpoint, head);
+        }
+        Ok(())
+    }
+
+    /// A manual's state as of global position `position`: from its latest
+    /// usable snapshot, then its stream.
+    async fn load(&self, manual: &str, position: i64) -> Result<Followed, ProjectionError> {
+        let mut replay = Replay::new();
+        let mut max_date = None;
+        let mut next_version = 1;
+        if let Some(snapshot) = self
+            .store
+            .latest_snapshot(manual, i64::MAX, None, None)
+            .await?
+        {
+            if snapshot.position <= position {
+                if let Ok(state) = serde_json::from_str::<ManualState>(&snapshot.state) {
+                    replay = Replay::from_state(state);
+                    max_date = Some(snapshot.max_date);
+                    next_version = snapshot.version + 1;
+                }
+            }
+        }
+        loop {
+            let page = self
+                .store
+                .read_stream(manual, next_version, MAX_PAGE_EVENTS)
+                .await?;
+            let Some(last) = page.last().map(|e| e.version) else {
+                break;
+            };
+            next_version = last + 1;
+            for stored in page.iter().filter(|e| e.position <= position) {
+                replay.apply(&decode(stored)?, &event_reference(stored));
+                max_date = Some(max_date.map_or(stored.business_date, |d: NaiveDate| {
+                    d.max(stored.business_date)
+                }));
+            }
+            if page.iter().any(|e| e.position > position) {
+                break;
+            }
+        }
+        Ok(Followed { replay, max_date })
+    }
+}
+
+fn known(name: &str) -> Result<&'static str, ProjectionError> {
+    PROJECTIONS
+        .iter()
+        .copied()
+        .find(|p| *p == name)
+        .ok_or_else(|| ProjectionError::Unknown(name.to_owned()))
+}

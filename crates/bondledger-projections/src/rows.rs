@@ -1,0 +1,238 @@
+//! From replayed state to read-model rows.
+
+use bondledger_domain::movement::{Book, ItemNo, Movement};
+use bondledger_domain::verify::report_deadline;
+use bondledger_domain::{format6, verify, ManualState, RecordedMovement, VerifyOptions};
+use bondledger_store::readmodel::{
+    BalanceRow, CarryoverRow, Change, DeadlineRow, ManualRow, ManualRows, SnapshotRow, TimelineRow,
+};
+use bondledger_store::StoredEvent;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+/// The rows of one manual: its summary, balances, carry-overs, deadlines.
+pub fn manual_rows(state: &ManualState) -> ManualRows {
+    let registration = &state.registration;
+    let manual = registration.manual.to_string();
+    // Carry-over matching needs the other manual; the summary counts the
+    // findings the manual's own history gives.
+    let report = verify(state, &Default::default(), &VerifyOptions::default());
+    let figures = state.figures();
+    let balances = registration
+        .materials
+        .values()
+        .map(|m| {
+            let f = figures.get(&m.item);
+            BalanceRow {
+                manual: manual.clone(),
+                item: i64::from(m.item.0),
+                hs: m.hs.to_string(),
+                name: m.name.clone(),
+                unit: m.unit.clone(),
+                balance: format6(f.map_or(Decimal::ZERO, |f| f.expected_remaining)),
+                at_contractors: format6(f.map_or(Decimal::ZERO, |f| f.at_contractors)),
+            }
+        })
+        .collect();
+    let carryovers = state
+        .carryovers
+        .iter()
+        .map(|c| CarryoverRow {
+            manual: manual.clone(),
+            event: c.event.clone(),
+            direction: if c.outgoing { "out" } else { "in" }.to_owned(),
+            counterparty_manual: c.counterparty_manual.to_string(),
+            batch: c.batch.clone(),
+            item: i64::from(c.item.0),
+            qty: format6(c.qty),
+            business_date: date(c.date),
+            moved_on: date(c.moved_on),
+        })
+        .collect();
+    let mut deadlines = Vec::new();
+    if !state.closed {
+        deadlines.push(DeadlineRow {
+            manual: manual.clone(),
+            kind: "expiry".into(),
+            event: String::new(),
+            due: date(registration.valid_until),
+            detail: "the manual's validity ends (有效期)".into(),
+        });
+        if registration.book == Book::Manual && state.report.is_none() {
+            deadlines.push(DeadlineRow {
+                manual: manual.clone(),
+                kind: "report".into(),
+                event: String::new(),
+                due: date(report_deadline(state)),
+                detail:
+                    "report for verification (报核) within 30 days of the last export or expiry"
+                        .into(),
+            });
+        }
+    }
+    ManualRows {
+        manual: ManualRow {
+            manual,
+            trade_mode: registration.trade_mode.as_str().to_owned(),
+            book: match registration.book {
+                Book::Manual => "manual",
+                Book::AccountBook => "account_book",
+            }
+            .to_owned(),
+            zone: registration.zone,
+            enterprise: registration.enterprise.to_string(),
+            processing_enterprise: registration.processing_enterprise.to_string(),
+            valid_until: date(registration.valid_until),
+            version: state.version,
+            status: if state.closed {
+                "closed".to_owned()
+            } else {
+                report.status.as_str().to_owned()
+            },
+            closed: state.closed,
+            findings: report.findings.len() as i64,
+        },
+        balances,
+        carryovers,
+        deadlines,
+    }
+}
+
+fn date(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// The timeline row of one event. `state` is the manual before the event
+/// (none before its registration).
+pub fn timeline_row(
+    stored: &StoredEvent,
+    recorded: &RecordedMovement,
+    state: Option<&ManualState>,
+) -> TimelineRow {
+    let movement = &recorded.envelope.movement;
+    let mut hs: Vec<String> = Vec::new();
+    let materials = |items: &mut Vec<String>, numbers: &[ItemNo]| {
+        if let Some(state) = state {
+            for number in numbers {
+                if let Some(item) = state.registration.materials.get(number) {
+                    items.push(item.hs.to_string());
+                }
+            }
+        }
+    };
+    let products = |items: &mut Vec<String>, numbers: &[ItemNo]| {
+        if let Some(state) = state {
+            for number in numbers {
+                if let Some(item) = state.registration.products.get(number) {
+                    items.push(item.hs.to_string());
+                }
+            }
+        }
+    };
+    let (material_items, product_items) = items_named(movement);
+    materials(&mut hs, &material_items);
+    products(&mut hs, &product_items);
+    if let Some(reversed) = &recorded.reverses {
+        let (m, p) = items_named(&reversed.movement);
+        materials(&mut hs, &m);
+        products(&mut hs, &p);
+    }
+    match movement {
+        Movement::ManualRegistered(r) => {
+            hs.extend(r.materials.iter().map(|m| m.hs.to_string()));
+            hs.extend(r.products.iter().map(|p| p.hs.to_string()));
+        }
+        Movement::ManualAmended(a) => {
+            hs.extend(a.add_materials.iter().map(|m| m.hs.to_string()));
+            hs.extend(a.add_products.iter().map(|p| p.hs.to_string()));
+        }
+        Movement::CarryoverOut(c) => hs.push(c.hs.to_string()),
+        _ => {}
+    }
+    hs.sort();
+    hs.dedup();
+    let fields = movement.fields();
+    let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let mut counterparties: Vec<String> = [
+        "counterparty_enterprise",
+        "counterparty_manual",
+        "contractor",
+        "from",
+        "to_manual",
+        "from_manual",
+    ]
+    .iter()
+    .filter_map(|key| text(key))
+    .collect();
+    if let Movement::Substituted(s) = movement {
+        counterparties.push(s.counterpart.enterprise.to_string());
+    }
+    counterparties.sort();
+    counterparties.dedup();
+    TimelineRow {
+        position: stored.position,
+        manual: stored.stream.clone(),
+        version: stored.version,
+        event_type: stored.event_type.clone(),
+        business_date: date(stored.business_date),
+        declaration: text("declaration"),
+        hs,
+        counterparties,
+    }
+}
+
+/// The material and product items a movement moves or declares.
+fn items_named(movement: &Movement) -> (Vec<ItemNo>, Vec<ItemNo>) {
+    let mut materials = Vec::new();
+    let mut products = Vec::new();
+    if let Some((item, _)) = bondledger_domain::state::single_material(movement) {
+        materials.push(item);
+    }
+    products.extend(
+        bondledger_domain::state::moved_products(movement)
+            .into_iter()
+            .map(|(item, _, _)| item),
+    );
+    match movement {
+        Movement::UnitConsumptionDeclared(d) => {
+            products.push(d.product);
+            materials.extend(d.lines.iter().map(|l| l.material));
+        }
+        Movement::ManualAmended(a) => {
+            for set in &a.set_quantities {
+                match set.kind {
+                    bondledger_domain::movement::ItemKind::Material => materials.push(set.item),
+                    bondledger_domain::movement::ItemKind::Product => products.push(set.item),
+                }
+            }
+        }
+        Movement::OutwardShipped(o) => materials.extend(o.materials.iter().map(|m| m.item)),
+        Movement::OutwardReturned(o) => materials.extend(o.materials.iter().map(|m| m.item)),
+        Movement::DomesticSale(s) => materials.extend(s.materials.iter().map(|m| m.item)),
+        Movement::WorkOrderCompleted(w) => {
+            products.push(w.product);
+            materials.extend(w.issued.iter().map(|i| i.item));
+        }
+        Movement::Reported(r) => materials.extend(r.declared_remaining.iter().map(|d| d.item)),
+        _ => {}
+    }
+    (materials, products)
+}
+
+/// A snapshot of the state after `stored`.
+pub(crate) fn snapshot(
+    stored: &StoredEvent,
+    state: &ManualState,
+    max_date: NaiveDate,
+) -> Option<Change> {
+    // A state that cannot be written is simply not cached.
+    let state = serde_json::to_string(state).ok()?;
+    Some(Change::Snapshot(SnapshotRow {
+        manual: stored.stream.clone(),
+        version: stored.version,
+        position: stored.position,
+        max_date,
+        recorded_at: stored.recorded_at,
+        state,
+    }))
+}

@@ -1,0 +1,501 @@
+//! Read models: tables that projections keep from the event log, each
+//! projection's rows and checkpoint written in one transaction, so an event
+//! is applied exactly once even across a crash. The rows are plain text and
+//! numbers: the store does not interpret them.
+//!
+//! The SQL is the same on both backends (sqlx numbers `$1` parameters on
+//! SQLite too), so it is written once and instantiated for each.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::{StoreError, StoredEvent};
+
+/// Rows returned by one read-model query at most.
+pub const MAX_READ_MODEL_ROWS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualRow {
+    pub manual: String,
+    pub trade_mode: String,
+    pub book: String,
+    pub zone: bool,
+    pub enterprise: String,
+    pub processing_enterprise: String,
+    pub valid_until: String,
+    pub version: i64,
+    pub status: String,
+    pub closed: bool,
+    pub findings: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceRow {
+    pub manual: String,
+    pub item: i64,
+    pub hs: String,
+    pub name: String,
+    pub unit: String,
+    pub balance: String,
+    pub at_contractors: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarryoverRow {
+    pub manual: String,
+    pub event: String,
+    /// `out` or `in`.
+    pub direction: String,
+    pub counterparty_manual: String,
+    pub batch: Option<String>,
+    pub item: i64,
+    pub qty: String,
+    pub business_date: String,
+    /// Shipped on (out) or received on (in).
+    pub moved_on: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadlineRow {
+    pub manual: String,
+    pub kind: String,
+    pub event: String,
+    pub due: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineRow {
+    pub position: i64,
+    pub manual: String,
+    pub version: i64,
+    pub event_type: String,
+    pub business_date: String,
+    pub declaration: Option<String>,
+    /// Registered HS codes of the items the event moves or declares.
+    pub hs: Vec<String>,
+    /// Enterprises and manuals the event names as counterparties.
+    pub counterparties: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub manual: String,
+    pub version: i64,
+    pub position: i64,
+    /// The latest business date among the events the snapshot holds.
+    pub max_date: NaiveDate,
+    pub recorded_at: DateTime<Utc>,
+    pub state: String,
+}
+
+/// Everything one manual's state-derived rows are replaced with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualRows {
+    pub manual: ManualRow,
+    pub balances: Vec<BalanceRow>,
+    pub carryovers: Vec<CarryoverRow>,
+    pub deadlines: Vec<DeadlineRow>,
+}
+
+/// One change to the read models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    ReplaceManual(Box<ManualRows>),
+    Timeline(TimelineRow),
+    Snapshot(SnapshotRow),
+}
+
+/// The rows of a projection over events `(from_position, to_position]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionBatch {
+    pub projection: String,
+    pub from_position: i64,
+    pub to_position: i64,
+    pub changes: Vec<Change>,
+}
+
+/// Which events a timeline query returns; every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimelineFilter {
+    pub manuals: Vec<String>,
+    pub enterprise: Option<String>,
+    pub hs_prefix: Option<String>,
+    pub declaration: Option<String>,
+    pub counterparty: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+/// The tables a projection owns, cleared when it is rebuilt.
+pub fn projection_tables(projection: &str) -> &'static [&'static str] {
+    match projection {
+        "manuals" => &["rm_manuals", "rm_balances", "rm_carryovers", "rm_deadlines"],
+        "timeline" => &["rm_timeline", "rm_timeline_keys"],
+        "snapshots" => &["snapshots"],
+        _ => &[],
+    }
+}
+
+#[async_trait]
+pub trait ReadModels: Send + Sync {
+    /// The position up to which a projection has applied the log.
+    async fn checkpoint(&self, projection: &str) -> Result<i64, StoreError>;
+
+    /// Applies a batch and moves the checkpoint, in one transaction. If the
+    /// checkpoint is no longer `from_position` (another runner got there
+    /// first) nothing is written and the answer is `Conflict`.
+    async fn commit_projection(&self, batch: ProjectionBatch) -> Result<(), StoreError>;
+
+    /// Clears a projection's tables and sets its checkpoint to 0.
+    async fn reset_projection(&self, projection: &str) -> Result<(), StoreError>;
+
+    async fn manual_rows(&self) -> Result<Vec<ManualRow>, StoreError>;
+    async fn balance_rows(&self, manual: Option<&str>) -> Result<Vec<BalanceRow>, StoreError>;
+    async fn carryover_rows(&self, manual: Option<&str>) -> Result<Vec<CarryoverRow>, StoreError>;
+    async fn deadline_rows(&self) -> Result<Vec<DeadlineRow>, StoreError>;
+
+    /// The timeline rows with positions in `(after, after + limit…]`, for audit.
+    async fn timeline_rows(&self, after: i64, limit: usize)
+        -> Result<Vec<TimelineRow>, StoreError>;
+
+    /// Events matching `filter`, positions above `after`, ascending.
+    async fn timeline(
+        &self,
+        filter: &TimelineFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The latest snapshot of `manual` at or below `max_version` whose
+    /// events are all dated on or before `max_date` and were all recorded by
+    /// `max_recorded`, where those are given.
+    async fn latest_snapshot(
+        &self,
+        manual: &str,
+        max_version: i64,
+        max_date: Option<NaiveDate>,
+        max_recorded: Option<DateTime<Utc>>,
+    ) -> Result<Option<SnapshotRow>, StoreError>;
+}
+
+/// Implements [`ReadModels`] for a backend; `$write` and `$read` are pools.
+macro_rules! impl_read_models {
+    ($store:ty, $db:ty, $write:ident, $read:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::readmodel::ReadModels for $store {
+            async fn checkpoint(&self, projection: &str) -> Result<i64, $crate::StoreError> {
+                let row: Option<(i64,)> = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1")
+                    .bind(projection)
+                    .fetch_optional(&self.$read)
+                    .await?;
+                Ok(row.map_or(0, |(position,)| position))
+            }
+
+            async fn commit_projection(&self, batch: $crate::readmodel::ProjectionBatch) -> Result<(), $crate::StoreError> {
+                use $crate::readmodel::Change;
+                let mut tx = self.$write.begin().await?;
+                let current: Option<(i64,)> = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1")
+                    .bind(&batch.projection)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let current = current.map_or(0, |(position,)| position);
+                if current != batch.from_position {
+                    return Err($crate::StoreError::Conflict {
+                        stream: format!("projection {}", batch.projection),
+                        expected: batch.from_position,
+                        actual: current,
+                    });
+                }
+                for change in &batch.changes {
+                    match change {
+                        Change::ReplaceManual(rows) => {
+                            let manual = &rows.manual.manual;
+                            for table in ["rm_balances", "rm_carryovers", "rm_deadlines", "rm_manuals"] {
+                                sqlx::query(&format!("DELETE FROM {table} WHERE manual = $1")).bind(manual).execute(&mut *tx).await?;
+                            }
+                            let m = &rows.manual;
+                            sqlx::query(
+                                "INSERT INTO rm_manuals (manual, trade_mode, book, zone, enterprise, processing_enterprise, \
+                                 valid_until, version, status, closed, findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                            )
+                            .bind(&m.manual).bind(&m.trade_mode).bind(&m.book).bind(i64::from(m.zone))
+                            .bind(&m.enterprise).bind(&m.processing_enterprise).bind(&m.valid_until)
+                            .bind(m.version).bind(&m.status).bind(i64::from(m.closed)).bind(m.findings)
+                            .execute(&mut *tx).await?;
+                            for b in &rows.balances {
+                                sqlx::query(
+                                    "INSERT INTO rm_balances (manual, item, hs, name, unit, balance, at_contractors) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                                )
+                                .bind(&b.manual).bind(b.item).bind(&b.hs).bind(&b.name).bind(&b.unit)
+                                .bind(&b.balance).bind(&b.at_contractors)
+                                .execute(&mut *tx).await?;
+                            }
+                            for c in &rows.carryovers {
+                                sqlx::query(
+                                    "INSERT INTO rm_carryovers (manual, event, direction, counterparty_manual, batch, item, qty, \
+                                     business_date, moved_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                )
+                                .bind(&c.manual).bind(&c.event).bind(&c.direction).bind(&c.counterparty_manual)
+                                .bind(&c.batch).bind(c.item).bind(&c.qty).bind(&c.business_date).bind(&c.moved_on)
+                                .execute(&mut *tx).await?;
+                            }
+                            for d in &rows.deadlines {
+                                sqlx::query("INSERT INTO rm_deadlines (manual, kind, event, due, detail) VALUES ($1, $2, $3, $4, $5)")
+                                    .bind(&d.manual).bind(&d.kind).bind(&d.event).bind(&d.due).bind(&d.detail)
+                                    .execute(&mut *tx).await?;
+                            }
+                        }
+                        Change::Timeline(t) => {
+                            sqlx::query(
+                                "INSERT INTO rm_timeline (position, manual, version, event_type, business_date, declaration) \
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                            )
+                            .bind(t.position).bind(&t.manual).bind(t.version).bind(&t.event_type)
+                            .bind(&t.business_date).bind(&t.declaration)
+                            .execute(&mut *tx).await?;
+                            let keys = t.hs.iter().map(|v| ("hs", v)).chain(t.counterparties.iter().map(|v| ("counterparty", v)));
+                            for (kind, value) in keys {
+                                sqlx::query(
+                                    "INSERT INTO rm_timeline_keys (kind, value, position) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                                )
+                                .bind(kind).bind(value).bind(t.position)
+                                .execute(&mut *tx).await?;
+                            }
+                        }
+                        Change::Snapshot(s) => {
+                            sqlx::query(
+                                "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state) \
+                                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (manual, version) DO NOTHING",
+                            )
+                            .bind(&s.manual).bind(s.version).bind(s.position)
+                            .bind($crate::chain::format_business_date(&s.max_date))
+                            .bind($crate::chain::format_recorded_at(&s.recorded_at))
+                            .bind(&s.state)
+                            .execute(&mut *tx).await?;
+                        }
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                )
+                .bind(&batch.projection)
+                .bind(batch.to_position)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn reset_projection(&self, projection: &str) -> Result<(), $crate::StoreError> {
+                let tables = $crate::readmodel::projection_tables(projection);
+                if tables.is_empty() {
+                    return Err($crate::StoreError::InvalidInput(format!("no projection named {projection:?}")));
+                }
+                let mut tx = self.$write.begin().await?;
+                for table in tables {
+                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+                }
+                sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(projection).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn manual_rows(&self) -> Result<Vec<$crate::readmodel::ManualRow>, $crate::StoreError> {
+                let rows: Vec<(String, String, String, i64, String, String, String, i64, String, i64, i64)> = sqlx::query_as(
+                    "SELECT manual, trade_mode, book, zone, enterprise, processing_enterprise, valid_until, version, status, \
+                     closed, findings FROM rm_manuals ORDER BY manual LIMIT $1",
+                )
+                .bind($crate::readmodel::MAX_READ_MODEL_ROWS as i64)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::readmodel::ManualRow {
+                        manual: r.0, trade_mode: r.1, book: r.2, zone: r.3 != 0, enterprise: r.4,
+                        processing_enterprise: r.5, valid_until: r.6, version: r.7, status: r.8,
+                        closed: r.9 != 0, findings: r.10,
+                    })
+                    .collect())
+            }
+
+            async fn balance_rows(&self, manual: Option<&str>) -> Result<Vec<$crate::readmodel::BalanceRow>, $crate::StoreError> {
+                let rows: Vec<(String, i64, String, String, String, String, String)> = sqlx::query_as(
+                    "SELECT manual, item, hs, name, unit, balance, at_contractors FROM rm_balances \
+                     WHERE ($1 IS NULL OR manual = $1) ORDER BY manual, item LIMIT $2",
+                )
+                .bind(manual)
+                .bind($crate::readmodel::MAX_READ_MODEL_ROWS as i64)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::readmodel::BalanceRow {
+                        manual: r.0, item: r.1, hs: r.2, name: r.3, unit: r.4, balance: r.5, at_contractors: r.6,
+                    })
+                    .collect())
+            }
+
+            async fn carryover_rows(&self, manual: Option<&str>) -> Result<Vec<$crate::readmodel::CarryoverRow>, $crate::StoreError> {
+                let rows: Vec<(String, String, String, String, Option<String>, i64, String, String, String)> = sqlx::query_as(
+                    "SELECT manual, event, direction, counterparty_manual, batch, item, qty, business_date, moved_on \
+                     FROM rm_carryovers WHERE ($1 IS NULL OR manual = $1 OR counterparty_manual = $1) \
+                     ORDER BY business_date, manual, event LIMIT $2",
+                )
+                .bind(manual)
+                .bind($crate::readmodel::MAX_READ_MODEL_ROWS as i64)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::readmodel::CarryoverRow {
+                        manual: r.0, event: r.1, direction: r.2, counterparty_manual: r.3, batch: r.4,
+                        item: r.5, qty: r.6, business_date: r.7, moved_on: r.8,
+                    })
+                    .collect())
+            }
+
+            async fn deadline_rows(&self) -> Result<Vec<$crate::readmodel::DeadlineRow>, $crate::StoreError> {
+                let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+                    "SELECT manual, kind, event, due, detail FROM rm_deadlines ORDER BY due, manual, kind LIMIT $1",
+                )
+                .bind($crate::readmodel::MAX_READ_MODEL_ROWS as i64)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::readmodel::DeadlineRow { manual: r.0, kind: r.1, event: r.2, due: r.3, detail: r.4 })
+                    .collect())
+            }
+
+            async fn timeline_rows(&self, after: i64, limit: usize) -> Result<Vec<$crate::readmodel::TimelineRow>, $crate::StoreError> {
+                let limit = limit.min($crate::readmodel::MAX_READ_MODEL_ROWS) as i64;
+                let rows: Vec<(i64, String, i64, String, String, Option<String>)> = sqlx::query_as(
+                    "SELECT position, manual, version, event_type, business_date, declaration FROM rm_timeline \
+                     WHERE position > $1 ORDER BY position LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.$read)
+                .await?;
+                let Some(last) = rows.last().map(|r| r.0) else { return Ok(Vec::new()) };
+                let keys: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT kind, value, position FROM rm_timeline_keys WHERE position > $1 AND position <= $2 \
+                     ORDER BY position, kind, value",
+                )
+                .bind(after)
+                .bind(last)
+                .fetch_all(&self.$read)
+                .await?;
+                let mut out: Vec<$crate::readmodel::TimelineRow> = rows
+                    .into_iter()
+                    .map(|r| $crate::readmodel::TimelineRow {
+                        position: r.0, manual: r.1, version: r.2, event_type: r.3, business_date: r.4,
+                        declaration: r.5, hs: Vec::new(), counterparties: Vec::new(),
+                    })
+                    .collect();
+                let index: std::collections::HashMap<i64, usize> = out.iter().enumerate().map(|(i, r)| (r.position, i)).collect();
+                for (kind, value, position) in keys {
+                    if let Some(row) = index.get(&position).and_then(|i| out.get_mut(*i)) {
+                        if kind == "hs" { row.hs.push(value) } else { row.counterparties.push(value) }
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn timeline(
+                &self,
+                filter: &$crate::readmodel::TimelineFilter,
+                after: i64,
+                limit: usize,
+            ) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM events e JOIN rm_timeline t ON t.position = e.position WHERE e.position > ",
+                    $crate::readmodel::EVENT_COLUMNS_E
+                ));
+                query.push_bind(after);
+                if !filter.manuals.is_empty() {
+                    query.push(" AND t.manual IN (");
+                    let mut separated = query.separated(", ");
+                    for manual in &filter.manuals {
+                        separated.push_bind(manual.clone());
+                    }
+                    query.push(")");
+                }
+                if let Some(enterprise) = &filter.enterprise {
+                    query.push(" AND t.manual IN (SELECT manual FROM rm_manuals WHERE enterprise = ");
+                    query.push_bind(enterprise.clone());
+                    query.push(" OR processing_enterprise = ");
+                    query.push_bind(enterprise.clone());
+                    query.push(")");
+                }
+                if let Some(prefix) = &filter.hs_prefix {
+                    query.push(" AND EXISTS (SELECT 1 FROM rm_timeline_keys k WHERE k.kind = 'hs' AND k.position = t.position AND k.value LIKE ");
+                    query.push_bind(format!("{prefix}%"));
+                    query.push(")");
+                }
+                if let Some(declaration) = &filter.declaration {
+                    query.push(" AND t.declaration = ");
+                    query.push_bind(declaration.clone());
+                }
+                if let Some(counterparty) = &filter.counterparty {
+                    query.push(" AND EXISTS (SELECT 1 FROM rm_timeline_keys k WHERE k.kind = 'counterparty' AND k.position = t.position AND k.value = ");
+                    query.push_bind(counterparty.clone());
+                    query.push(")");
+                }
+                if let Some(from) = filter.from {
+                    query.push(" AND t.business_date >= ");
+                    query.push_bind($crate::chain::format_business_date(&from));
+                }
+                if let Some(to) = filter.to {
+                    query.push(" AND t.business_date <= ");
+                    query.push_bind($crate::chain::format_business_date(&to));
+                }
+                query.push(" ORDER BY e.position LIMIT ");
+                query.push_bind(limit.min($crate::MAX_PAGE_EVENTS) as i64);
+                let rows = query.build().fetch_all(&self.$read).await?;
+                let rows = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
+                $crate::event::into_stored_events(rows)
+            }
+
+            async fn latest_snapshot(
+                &self,
+                manual: &str,
+                max_version: i64,
+                max_date: Option<NaiveDate>,
+                max_recorded: Option<DateTime<Utc>>,
+            ) -> Result<Option<$crate::readmodel::SnapshotRow>, $crate::StoreError> {
+                let row: Option<(String, i64, i64, String, String, String)> = sqlx::query_as(
+                    "SELECT manual, version, position, max_date, recorded_at, state FROM snapshots \
+                     WHERE manual = $1 AND version <= $2 AND ($3 IS NULL OR max_date <= $3) AND ($4 IS NULL OR recorded_at <= $4) \
+                     ORDER BY version DESC LIMIT 1",
+                )
+                .bind(manual)
+                .bind(max_version)
+                .bind(max_date.as_ref().map($crate::chain::format_business_date))
+                .bind(max_recorded.as_ref().map($crate::chain::format_recorded_at))
+                .fetch_optional(&self.$read)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                let integrity = |what: &str| $crate::StoreError::Integrity(format!("snapshot of {manual}: bad {what}"));
+                Ok(Some($crate::readmodel::SnapshotRow {
+                    manual: r.0,
+                    version: r.1,
+                    position: r.2,
+                    max_date: NaiveDate::parse_from_str(&r.3, "%Y-%m-%d").map_err(|_| integrity("max_date"))?,
+                    recorded_at: DateTime::parse_from_rfc3339(&r.4).map_err(|_| integrity("recorded_at"))?.with_timezone(&Utc),
+                    state: r.5,
+                }))
+            }
+        }
+    };
+}
+
+pub(crate) use impl_read_models;
+
+/// The event columns, qualified for a join.
+pub(crate) const EVENT_COLUMNS_E: &str =
+    "e.position, e.event_id, e.caller_id, e.stream, e.version, e.event_type, \
+     e.schema_version, e.payload, e.metadata, e.business_date, e.recorded_at, e.hash";

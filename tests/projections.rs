@@ -1,0 +1,276 @@
+//! Read models through the binary, on both databases: the timeline's
+//! filters on the sample, time travel equal to a replay of each prefix (with
+//! and without snapshots), and an audit that finds a tampered read-model row
+//! and survives a rebuild killed half way.
+
+use std::time::Duration;
+
+use bondledger_tests::{binary, on_both_backends, samples_dir, TestLedger};
+use serde_json::{json, Value};
+
+fn import_sample(ledger: &TestLedger) -> String {
+    let path = samples_dir()
+        .join("plastic-bags.jsonl")
+        .display()
+        .to_string();
+    ledger.expect(&["import", &path], 0);
+    path
+}
+
+fn ids(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn timeline(ledger: &TestLedger, filters: &[&str]) -> Vec<String> {
+    let mut args = vec!["timeline"];
+    args.extend(filters);
+    ids(&ledger.json(&args))
+}
+
+fn timeline_filters_return_exactly_their_events(ledger: TestLedger) {
+    import_sample(&ledger);
+    let expect = |filters: &[&str], expected: &[&str]| {
+        assert_eq!(timeline(&ledger, filters), expected, "timeline {filters:?}");
+    };
+    expect(&["--manual", "C22012600007"], &["pb-002", "pb-014"]);
+    expect(&["--enterprise", "3202960002"], &["pb-002", "pb-014"]);
+    expect(
+        &["--hs", "3920"],
+        &[
+            "pb-001", "pb-002", "pb-004", "pb-012", "pb-013", "pb-014", "pb-015", "pb-017",
+        ],
+    );
+    expect(
+        &["--declaration", "220120261000010001"],
+        &["pb-005", "pb-006"],
+    );
+    expect(&["--counterparty", "3202990031"], &["pb-010", "pb-012"]);
+    expect(&["--counterparty", "C22012600007"], &["pb-015"]);
+    expect(
+        &[
+            "--manual",
+            "C22012600001",
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-31",
+        ],
+        &["pb-011", "pb-012", "pb-013", "pb-015"],
+    );
+    expect(
+        &["--hs", "3901", "--declaration", "220120261000030044"],
+        &["pb-011"],
+    );
+    expect(&["--hs", "9999"], &[]);
+    let own = timeline(&ledger, &["--manual", "C22012600001"]);
+    assert_eq!(own.len(), 19);
+    let followed = timeline(&ledger, &["--manual", "C22012600001", "--follow-carryover"]);
+    assert_eq!(
+        followed.len(),
+        21,
+        "the carry-over chain reaches C22012600007"
+    );
+    let csv = ledger.expect(
+        &["timeline", "--manual", "C22012600007", "--format", "csv"],
+        0,
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("position,manual,version"), "{csv}");
+    assert!(
+        lines[2].contains("pb-014") && lines[2].contains("carryover_in"),
+        "{csv}"
+    );
+}
+
+fn as_of_each_version_equals_a_replay_of_the_prefix(ledger: TestLedger) {
+    let path = import_sample(&ledger);
+    let text = std::fs::read_to_string(&path).expect("sample");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    let manual = "C22012600001";
+    let own: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(&format!("\"manual\":\"{manual}\"")))
+        .map(|(i, _)| i)
+        .collect();
+    let mut answers = Vec::new();
+    for (index, line_index) in own.iter().enumerate() {
+        let version = (index + 1).to_string();
+        let as_of = ledger.json(&["verify", manual, "--as-of-position", &version]);
+        let prefix = TestLedger::new(ledger.backend).expect("a second ledger on the same backend");
+        let file = prefix.file_text("prefix.jsonl", &(lines[..=*line_index].join("\n") + "\n"));
+        prefix.expect(&["import", file.to_str().expect("utf-8 path")], 0);
+        let replayed = prefix.json(&["verify", manual]);
+        assert_eq!(as_of, replayed, "{manual} as of version {version}");
+        answers.push(as_of);
+    }
+    // Snapshots are a cache: with one every 3 events, then none, every answer is the same.
+    let with_snapshots = |ledger: &TestLedger| -> Vec<Value> {
+        (1..=own.len())
+            .map(|version| {
+                ledger.json(&["verify", manual, "--as-of-position", &version.to_string()])
+            })
+            .collect()
+    };
+    let snapshot_every_3 = |ledger: &TestLedger| {
+        let output = ledger.run_with_env(
+            &["rebuild", "snapshots"],
+            &[("BONDLEDGER_SNAPSHOT_EVERY", "3")],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    snapshot_every_3(&ledger);
+    // 19 events of one manual and 2 of the other: 6 snapshots at every third version.
+    assert_eq!(ledger.count("SELECT COUNT(*) FROM snapshots"), 6);
+    assert_eq!(with_snapshots(&ledger), answers, "answers with snapshots");
+    for date in ["2026-01-25", "2026-03-10", "2026-06-30"] {
+        let dated = ledger.json(&["balance", manual, "--as-of-date", date]);
+        ledger
+            .execute_sql("DELETE FROM snapshots")
+            .expect("snapshots can be dropped");
+        assert_eq!(
+            ledger.json(&["balance", manual, "--as-of-date", date]),
+            dated,
+            "as of {date}"
+        );
+        snapshot_every_3(&ledger);
+    }
+    ledger
+        .execute_sql("DELETE FROM snapshots")
+        .expect("snapshots can be dropped");
+    assert_eq!(
+        with_snapshots(&ledger),
+        answers,
+        "answers without snapshots"
+    );
+}
+
+fn audit_finds_a_tampered_read_model_row(ledger: TestLedger) {
+    import_sample(&ledger);
+    let out = ledger.expect(&["audit"], 0);
+    assert!(out.contains("intact"), "{out}");
+    ledger
+        .execute_sql("UPDATE rm_balances SET balance = '99999.000000' WHERE manual = 'C22012600001' AND item = 1")
+        .expect("a read-model row can be changed");
+    let out = ledger.expect(&["audit"], 5);
+    assert!(
+        out.contains("projection manuals")
+            && out.contains("C22012600001")
+            && out.contains("balances"),
+        "{out}"
+    );
+    ledger
+        .execute_sql("DELETE FROM rm_timeline WHERE position = 5")
+        .expect("a timeline row can be removed");
+    let out = ledger.expect(&["audit"], 5);
+    assert!(
+        out.contains("projection timeline: C22012600001 version"),
+        "{out}"
+    );
+    ledger.expect(&["rebuild"], 0);
+    ledger.expect(&["audit"], 0);
+}
+
+fn a_rebuild_killed_half_way_resumes_without_applying_anything_twice(ledger: TestLedger) {
+    let manual = "C33012600900";
+    let mut lines = vec![
+        json!({"id":"k-0","type":"manual_registered","manual":manual,"date":"2026-01-02",
+        "trade_mode":"purchased","enterprise":"3301960900","valid_until":"2027-12-31",
+        "materials":[{"item":1,"hs":"7601100000","name":"铝锭","spec":"A00","unit":"千克","qty":"100000000"}],
+        "products":[{"item":1,"hs":"7606123000","name":"铝板","spec":"1mm","unit":"千克","qty":"100000000"}]}),
+    ];
+    for n in 1..=30_000 {
+        lines.push(json!({"id":format!("k-{n}"),"type":"material_imported","manual":manual,"date":"2026-02-01",
+            "material":1,"qty":"1.5","declaration":"330120261000010001","mode":"0615"}));
+    }
+    let file = ledger.file("many.jsonl", &lines);
+    ledger.expect(&["import", file.to_str().expect("utf-8 path")], 0);
+    for delay_ms in [150, 400] {
+        let mut child = std::process::Command::new(binary())
+            .args(["rebuild", "--database-url", &ledger.url])
+            .current_dir(ledger.dir.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the rebuild starts");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = ledger.expect(&["audit"], 0);
+    assert!(out.contains("intact"), "{out}");
+    let balance = ledger.json(&["balance", manual]);
+    assert_eq!(balance["materials"][0]["balance"], "45000.000000");
+    assert_eq!(
+        timeline(
+            &ledger,
+            &[
+                "--manual",
+                manual,
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-31"
+            ]
+        ),
+        ["k-0"]
+    );
+}
+
+fn deadlines_show_what_is_due(ledger: TestLedger) {
+    import_sample(&ledger);
+    let deadlines = ledger.json(&["deadlines", "--today", "2026-06-01"]);
+    let rows = deadlines.as_array().expect("an array");
+    // C22012600001 was reported: no report deadline; C22012600007 was not,
+    // and has had no export: due 30 days after its expiry.
+    assert!(
+        rows.iter().any(|d| d["manual"] == "C22012600007"
+            && d["kind"] == "report"
+            && d["due"] == "2027-01-30"),
+        "{rows:?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|d| d["manual"] == "C22012600001" && d["kind"] == "report"),
+        "{rows:?}"
+    );
+    let expiry = rows
+        .iter()
+        .find(|d| d["manual"] == "C22012600001" && d["kind"] == "expiry")
+        .expect("an expiry");
+    assert_eq!(expiry["due"], "2026-12-31");
+    assert_eq!(expiry["days_remaining"], 213);
+    let mine = ledger.json(&[
+        "deadlines",
+        "--today",
+        "2026-06-01",
+        "--enterprise",
+        "3202960002",
+    ]);
+    assert!(
+        mine.as_array()
+            .expect("an array")
+            .iter()
+            .all(|d| d["manual"] == "C22012600007"),
+        "{mine}"
+    );
+}
+
+on_both_backends! {
+    timeline_filters_return_exactly_their_events;
+    as_of_each_version_equals_a_replay_of_the_prefix;
+    audit_finds_a_tampered_read_model_row;
+    a_rebuild_killed_half_way_resumes_without_applying_anything_twice;
+    deadlines_show_what_is_due;
+}
