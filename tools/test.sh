@@ -96,7 +96,8 @@ else
 fi
 
 cargo build --workspace --all-targets
-cargo test --workspace
+test_log="$(mktemp)"
+cargo test --workspace 2>&1 | tee "$test_log"
 
 # ---- more test steps go here (end-to-end suites, smoke runs); they see
 # ---- BONDLEDGER_TEST_POSTGRES_URL and run before the database is dropped.
@@ -108,3 +109,8 @@ rm -rf "$bench_dir"
 if [ -n "$database" ]; then
     cargo run --quiet -p bondledger-bench -- append --database-url "$BONDLEDGER_TEST_POSTGRES_URL" --events 20
 fi
+
+# One closing line over every test binary of the run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) passed += $(i-1); if ($i ~ /^failed;?$/) failed += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", passed, failed }' "$test_log"
+rm -f "$test_log"

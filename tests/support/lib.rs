@@ -253,9 +253,11 @@ impl Drop for TestLedger {
         if let Some((base, schema)) = &self.postgres {
             let _ = runtime().block_on(async {
                 let mut admin = sqlx::PgConnection::connect(base).await?;
-                sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .execute(&mut admin)
-                    .await?;
+                // A connection a failed test left in a transaction must not hang
+                // the clean-up; the run's database is dropped whole at the end.
+                let drop =
+                    format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
+                sqlx::raw_sql(&drop).execute(&mut admin).await?;
                 admin.close().await
             });
         }
