@@ -549,7 +549,9 @@ pub struct ManualState {
     pub last_declared: Option<BTreeMap<ItemNo, Decimal>>,
     /// Dates of exports still standing, counted, for the report deadline.
     pub export_dates: BTreeMap<NaiveDate, u32>,
-    pub first_import: Option<NaiveDate>,
+    /// Dates of imports still standing, counted: the first one starts the
+    /// deferred-duty interest of a domestic sale.
+    pub import_dates: BTreeMap<NaiveDate, u32>,
     pub period_closes: Vec<NaiveDate>,
     pub findings: Vec<EventFinding>,
     /// Movements whose products may have no unit consumption, by product
@@ -602,7 +604,7 @@ impl ManualState {
             report: None,
             last_declared: None,
             export_dates: BTreeMap::new(),
-            first_import: None,
+            import_dates: BTreeMap::new(),
             period_closes: Vec::new(),
             findings: Vec::new(),
             unconverted: BTreeMap::new(),
@@ -916,7 +918,7 @@ impl ManualState {
             *total = total.saturating_add(p.qty.value());
         }
         if kind == MovementKind::MaterialImported {
-            self.first_import = Some(self.first_import.map_or(date, |first| first.min(date)));
+            *self.import_dates.entry(date).or_default() += 1;
         }
         if let Movement::OutwardShipped(o) = movement {
             self.contractors.insert(o.contractor.clone());
@@ -979,12 +981,10 @@ impl ManualState {
     fn forget(&mut self, event: &str, target: &Envelope) {
         let movement = &target.movement;
         if is_export(movement.kind()) {
-            if let Some(count) = self.export_dates.get_mut(&target.date) {
-                *count -= 1;
-                if *count == 0 {
-                    self.export_dates.remove(&target.date);
-                }
-            }
+            uncount(&mut self.export_dates, target.date);
+        }
+        if movement.kind() == MovementKind::MaterialImported {
+            uncount(&mut self.import_dates, target.date);
         }
         if let Movement::ProductExported(p) = movement {
             let total = self.exported_total.entry(p.product).or_default();
@@ -1000,6 +1000,23 @@ impl ManualState {
         self.unconverted.retain(|_, events| !events.is_empty());
         self.carryovers.retain(|c| c.event != event);
         self.sales.retain(|s| s.event != event);
+    }
+}
+
+/// Takes one occurrence of `date` out of a counted set of dates.
+fn uncount(dates: &mut BTreeMap<NaiveDate, u32>, date: NaiveDate) {
+    if let Some(count) = dates.get_mut(&date) {
+        *count -= 1;
+        if *count == 0 {
+            dates.remove(&date);
+        }
+    }
+}
+
+impl ManualState {
+    /// The date of the first import still standing.
+    pub fn first_import(&self) -> Option<NaiveDate> {
+        self.import_dates.keys().next().copied()
     }
 }
 

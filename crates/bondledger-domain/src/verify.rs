@@ -396,7 +396,7 @@ pub fn deferred_duty_interest(
             .copied(),
         Book::Manual => None,
     };
-    let start = period_start.or(state.first_import)?;
+    let start = period_start.or(state.first_import())?;
     let days = Decimal::from((date - start).num_days());
     let interest = duty_and_vat.checked_mul(days)?.checked_mul(rate_annual)?
         / Decimal::from(INTEREST_YEAR_DAYS);

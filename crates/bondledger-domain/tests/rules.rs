@@ -1808,6 +1808,38 @@ fn domestic_sale_interest_mismatch_is_found_more_than_a_fen_from_the_computed_in
     }
 }
 
+/// Interest runs from the first import still standing: with the imports of
+/// 2026-01-22 reversed, from the one of 2026-02-01 — 108 days to the sale,
+/// (136.50 + 372.05) × 108 × 0.0035 ÷ 360 = 0.533977…, which is 0.53.
+#[test]
+fn domestic_sale_interest_mismatch_counts_from_the_first_import_still_standing() {
+    let history = |interest: &str| {
+        let mut lines = stocked_purchased();
+        lines.push(import(PURCHASED, 2, "200").on("2026-02-01").id("p-imp-3"));
+        lines.push(reversal(PURCHASED, "p-imp-1"));
+        lines.push(reversal(PURCHASED, "p-imp-2"));
+        let sale = domestic_sale(PURCHASED, &[(2, "150")], &[])
+            .with("duty", "136.50")
+            .with("vat", "372.05")
+            .with("interest_rate", "0.0035")
+            .with("interest", interest)
+            .id("p-sale");
+        lines.push(sale);
+        given(lines).ledger
+    };
+    assert_no_finding(
+        &history("0.53"),
+        PURCHASED,
+        RuleId::DomesticSaleInterestMismatch,
+    );
+    assert_finding(
+        &history("0.58"),
+        PURCHASED,
+        RuleId::DomesticSaleInterestMismatch,
+        About::Event("p-sale"),
+    );
+}
+
 #[test]
 fn domestic_sale_interest_mismatch_is_not_judged_without_a_stated_rate() {
     let sale = domestic_sale(PURCHASED, &[(2, "150")], &[])
