@@ -144,6 +144,7 @@ fn projections_equal_replay(
     let Some(test) = TestLedger::new(backend) else {
         return Ok(());
     };
+    let whole = TestLedger::new(backend).expect("a second ledger on the same backend");
     runtime().block_on(async {
         let ledger = Ledger::open(&test.url).await.expect("the ledger opens");
         let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (lines.len() + 1)).collect();
@@ -179,6 +180,18 @@ fn projections_equal_replay(
                 prop_assert_eq!(row.map(|r| r.balance.clone()), Some(format6(balance)));
             }
         }
+        // The same history as one file gives the same balances.
+        let single = Ledger::open(&whole.url).await.expect("the ledger opens");
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        single
+            .import_text("whole.jsonl", &text, Mode::Record, None)
+            .await
+            .expect("recorded whole");
+        single.catch_up(&mut |_, _, _| {}).await.expect("catch up");
+        prop_assert_eq!(
+            single.store().balance_rows(None).await.expect("balances"),
+            rows
+        );
         Ok(())
     })
 }
