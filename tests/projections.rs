@@ -267,7 +267,51 @@ fn deadlines_show_what_is_due(ledger: TestLedger) {
     );
 }
 
+fn trace_draws_import_declarations_first_in_first_out(ledger: TestLedger) {
+    import_sample(&ledger);
+    // Product 2 uses 0.98 ÷ (1 − 0.02) = 1 kg of LDPE (material 1). The first
+    // import (24000 kg, 2026-01-22) has given 8000 × 0.92 ÷ 0.95 = 7747.368421
+    // kg to product 1 when 5000 kg of film are carried over: they come from
+    // it; the 12000 products 1 exported next use 11621.052632 kg, more than
+    // the first import has left, so the 2960 kg exported on 2026-04-09 come
+    // from the second import.
+    let rows = ledger.json(&["trace", "C22012600001", "--product", "2"]);
+    let material_1: Vec<(String, String, String)> = rows
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|r| r["material"] == 1)
+        .map(|r| {
+            (
+                r["export_event"].as_str().unwrap_or_default().to_owned(),
+                r["import_declaration"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r["qty"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        material_1,
+        [
+            (
+                "pb-015".to_owned(),
+                "220120261000010001".to_owned(),
+                "5000.000000".to_owned()
+            ),
+            (
+                "pb-017".to_owned(),
+                "220120261000030044".to_owned(),
+                "2960.000000".to_owned()
+            ),
+        ]
+    );
+    ledger.expect(&["trace", "C99999999999", "--product", "1"], 4);
+}
+
 on_both_backends! {
+    trace_draws_import_declarations_first_in_first_out;
     timeline_filters_return_exactly_their_events;
     as_of_each_version_equals_a_replay_of_the_prefix;
     audit_finds_a_tampered_read_model_row;
