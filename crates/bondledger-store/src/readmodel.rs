@@ -11,6 +11,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::{StoreError, StoredEvent};
 
+/// Timeline rows (or keys) written by one INSERT: 6 parameters a row keeps
+/// a statement well under SQLite's limit of 32,766.
+pub const TIMELINE_ROWS_PER_STATEMENT: usize = 2_000;
+
 /// Rows returned by one read-model query at most.
 pub const MAX_READ_MODEL_ROWS: usize = 10_000;
 
@@ -207,6 +211,7 @@ macro_rules! impl_read_models {
                         actual: current,
                     });
                 }
+                let mut timeline: Vec<&$crate::readmodel::TimelineRow> = Vec::new();
                 for change in &batch.changes {
                     match change {
                         Change::ReplaceManual(rows) => {
@@ -247,23 +252,7 @@ macro_rules! impl_read_models {
                                     .execute(&mut *tx).await?;
                             }
                         }
-                        Change::Timeline(t) => {
-                            sqlx::query(
-                                "INSERT INTO rm_timeline (position, manual, version, event_type, business_date, declaration) \
-                                 VALUES ($1, $2, $3, $4, $5, $6)",
-                            )
-                            .bind(t.position).bind(&t.manual).bind(t.version).bind(&t.event_type)
-                            .bind(&t.business_date).bind(&t.declaration)
-                            .execute(&mut *tx).await?;
-                            let keys = t.hs.iter().map(|v| ("hs", v)).chain(t.counterparties.iter().map(|v| ("counterparty", v)));
-                            for (kind, value) in keys {
-                                sqlx::query(
-                                    "INSERT INTO rm_timeline_keys (kind, value, position) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                                )
-                                .bind(kind).bind(value).bind(t.position)
-                                .execute(&mut *tx).await?;
-                            }
-                        }
+                        Change::Timeline(t) => timeline.push(t),
                         Change::Snapshot(s) => {
                             sqlx::query(
                                 "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state) \
@@ -276,6 +265,33 @@ macro_rules! impl_read_models {
                             .execute(&mut *tx).await?;
                         }
                     }
+                }
+                // Timeline rows go in many to a statement: one round trip each
+                // would cost more than the rows themselves.
+                for rows in timeline.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO rm_timeline (position, manual, version, event_type, business_date, declaration) ",
+                    );
+                    insert.push_values(rows.iter(), |mut row, t| {
+                        row.push_bind(t.position).push_bind(&t.manual).push_bind(t.version)
+                            .push_bind(&t.event_type).push_bind(&t.business_date).push_bind(&t.declaration);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                let keys: Vec<(&str, &String, i64)> = timeline
+                    .iter()
+                    .flat_map(|t| {
+                        t.hs.iter().map(move |v| ("hs", v, t.position))
+                            .chain(t.counterparties.iter().map(move |v| ("counterparty", v, t.position)))
+                    })
+                    .collect();
+                for chunk in keys.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, position) ");
+                    insert.push_values(chunk.iter(), |mut row, (kind, value, position)| {
+                        row.push_bind(*kind).push_bind(*value).push_bind(*position);
+                    });
+                    insert.push(" ON CONFLICT DO NOTHING");
+                    insert.build().execute(&mut *tx).await?;
                 }
                 sqlx::query(
                     "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
