@@ -34,12 +34,36 @@ pub struct AppendedMovement {
     pub position: i64,
 }
 
+/// Movements listed one by one in an [`ImportOutcome`]; past that only
+/// counted, so a file of millions of lines needs no memory per line.
+pub const MAX_LISTED_MOVEMENTS: usize = 10_000;
+
 /// What a batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportOutcome {
-    pub appended: Vec<AppendedMovement>,
+    pub appended_count: usize,
     /// Movements whose id the ledger already held with the same content.
+    pub already_held_count: usize,
+    /// The first [`MAX_LISTED_MOVEMENTS`] movements appended.
+    pub appended: Vec<AppendedMovement>,
+    /// The first [`MAX_LISTED_MOVEMENTS`] movements already held.
     pub already_held: Vec<AppendedMovement>,
+}
+
+impl ImportOutcome {
+    fn append(&mut self, movement: AppendedMovement) {
+        self.appended_count += 1;
+        if self.appended.len() < MAX_LISTED_MOVEMENTS {
+            self.appended.push(movement);
+        }
+    }
+
+    fn held(&mut self, movement: AppendedMovement) {
+        self.already_held_count += 1;
+        if self.already_held.len() < MAX_LISTED_MOVEMENTS {
+            self.already_held.push(movement);
+        }
+    }
 }
 
 /// A manual touched by the batch: its state as the batch evolves it.
@@ -258,7 +282,7 @@ impl Batch {
                 };
                 match same {
                     Some((true, manual, version, position)) => {
-                        self.outcome.already_held.push(AppendedMovement {
+                        self.outcome.held(AppendedMovement {
                             line,
                             id: Some(id.clone()),
                             manual,
@@ -373,7 +397,7 @@ impl Batch {
             book.pending -= appended.len();
             for (line, event) in lines.into_iter().zip(appended) {
                 book.flushed = event.version;
-                self.outcome.appended.push(AppendedMovement {
+                self.outcome.append(AppendedMovement {
                     line,
                     id: event.caller_id,
                     manual: event.stream,

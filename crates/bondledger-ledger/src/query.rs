@@ -79,10 +79,15 @@ impl Ledger {
         mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
         loop {
-            let page = self
-                .store
-                .read_stream(manual, next_version, MAX_PAGE_EVENTS)
-                .await?;
+            // As of a version, read no further than it: a page is costly.
+            let page_size = match as_of {
+                AsOf::Version(version) if version < next_version => break,
+                AsOf::Version(version) => {
+                    usize::try_from(version - next_version + 1).map_or(MAX_PAGE_EVENTS, |n| n.min(MAX_PAGE_EVENTS))
+                }
+                _ => MAX_PAGE_EVENTS,
+            };
+            let page = self.store.read_stream(manual, next_version, page_size).await?;
             let Some(last) = page.last() else { break };
             next_version = last.version + 1;
             for stored in &page {
