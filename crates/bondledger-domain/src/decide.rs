@@ -133,25 +133,9 @@ fn reversal_effects(envelope: &Envelope, context: &Context) -> Option<Vec<Effect
     Some(
         effects(&target.recorded.envelope.movement)
             .iter()
-            .map(negate)
+            .map(Effect::negated)
             .collect(),
     )
-}
-
-fn negate(effect: &Effect) -> Effect {
-    match effect {
-        Effect::Material { column, item, qty } => Effect::Material {
-            column: *column,
-            item: *item,
-            qty: -*qty,
-        },
-        Effect::Products { item, version, qty } => Effect::Products {
-            item: *item,
-            version: version.clone(),
-            qty: -*qty,
-        },
-        other => other.clone(),
-    }
 }
 
 /// Level 2 of §4: what the movement refers to. Never recordable.

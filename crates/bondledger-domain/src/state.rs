@@ -304,7 +304,8 @@ pub enum Effect {
 }
 
 impl Effect {
-    fn negated(&self) -> Effect {
+    /// The same change taken back, as a reversal makes it.
+    pub fn negated(&self) -> Effect {
         match self {
             Effect::Material { column, item, qty } => Effect::Material {
                 column: *column,
