@@ -131,6 +131,20 @@ pub struct TimelineFilter {
     pub to: Option<NaiveDate>,
 }
 
+/// The smallest string above every string that starts with `prefix`, for a
+/// prefix of ASCII digits ("3920" → "3921", "39" → "4"); `None` when there
+/// is none ("999").
+pub fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut digits: Vec<u8> = prefix.bytes().collect();
+    while let Some(last) = digits.pop() {
+        if last < b'9' {
+            digits.push(last + 1);
+            return String::from_utf8(digits).ok();
+        }
+    }
+    None
+}
+
 /// The tables a projection owns, cleared when it is rebuilt.
 pub fn projection_tables(projection: &str) -> &'static [&'static str] {
     match projection {
@@ -448,8 +462,15 @@ macro_rules! impl_read_models {
                     query.push(")");
                 }
                 if let Some(prefix) = &filter.hs_prefix {
-                    query.push(" AND EXISTS (SELECT 1 FROM rm_timeline_keys k WHERE k.kind = 'hs' AND k.position = t.position AND k.value LIKE ");
-                    query.push_bind(format!("{prefix}%"));
+                    // A range over the (kind, value, position) index: every
+                    // code that starts with the prefix sorts between it and
+                    // the prefix's successor.
+                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'hs' AND k.value >= ");
+                    query.push_bind(prefix.clone());
+                    if let Some(successor) = $crate::readmodel::prefix_successor(prefix) {
+                        query.push(" AND k.value < ");
+                        query.push_bind(successor);
+                    }
                     query.push(")");
                 }
                 if let Some(declaration) = &filter.declaration {
@@ -457,7 +478,7 @@ macro_rules! impl_read_models {
                     query.push_bind(declaration.clone());
                 }
                 if let Some(counterparty) = &filter.counterparty {
-                    query.push(" AND EXISTS (SELECT 1 FROM rm_timeline_keys k WHERE k.kind = 'counterparty' AND k.position = t.position AND k.value = ");
+                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'counterparty' AND k.value = ");
                     query.push_bind(counterparty.clone());
                     query.push(")");
                 }
@@ -515,3 +536,20 @@ pub(crate) use impl_read_models;
 pub(crate) const EVENT_COLUMNS_E: &str =
     "e.position, e.event_id, e.caller_id, e.stream, e.version, e.event_type, \
      e.schema_version, e.payload, e.metadata, e.business_date, e.recorded_at, e.hash";
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn a_prefix_successor_bounds_every_code_with_the_prefix() {
+        assert_eq!(prefix_successor("3920").as_deref(), Some("3921"));
+        assert_eq!(prefix_successor("3929").as_deref(), Some("393"));
+        assert_eq!(prefix_successor("39").as_deref(), Some("4"));
+        assert_eq!(prefix_successor("999"), None);
+        for code in ["3920109090", "3920000000", "3920999999"] {
+            assert!(("3920".."3921").contains(&code));
+        }
+        assert!("3921000000" >= "3921");
+    }
+}
