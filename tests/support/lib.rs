@@ -56,6 +56,21 @@ pub fn binary() -> PathBuf {
     binary
 }
 
+/// The `bondledger-gen` binary built beside `bondledger` (`cargo build
+/// --workspace` first), or `BONDLEDGER_GEN_BIN`.
+pub fn generator_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("BONDLEDGER_GEN_BIN") {
+        return PathBuf::from(path);
+    }
+    let beside = binary().with_file_name(format!("bondledger-gen{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        beside.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        beside.display()
+    );
+    beside
+}
+
 pub fn samples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples")
 }

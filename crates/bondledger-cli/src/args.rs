@@ -99,6 +99,59 @@ pub enum Command {
     },
     /// Loads the demo history into this ledger and verifies its manuals.
     Demo,
+    /// The HTTP API (interchange §4), until Ctrl-C or SIGTERM. On a ledger
+    /// with no access token yet, makes an admin token and prints a sign-in
+    /// address with it, once.
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// First load the demo history (as `bondledger demo`; what is held
+        /// already is not appended again).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Access tokens of the HTTP API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Makes a token and prints it once; only its hash is kept.
+    Create {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The enterprise code whose manuals a recorder appends to and reads.
+        #[arg(long, required_if_eq("role", "recorder"))]
+        enterprise: Option<String>,
+        /// A note on whom the token is for.
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+/// The roles of interchange §2 `token create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Appends to and reads the manuals of its enterprise.
+    Recorder,
+    /// Reads everything, appends nothing.
+    Auditor,
+    /// Everything.
+    Admin,
+}
+
+impl RoleArg {
+    pub fn role(self) -> bondledger_ledger::Role {
+        match self {
+            RoleArg::Recorder => bondledger_ledger::Role::Recorder,
+            RoleArg::Auditor => bondledger_ledger::Role::Auditor,
+            RoleArg::Admin => bondledger_ledger::Role::Admin,
+        }
+    }
 }
 
 /// The timeline's filters (interchange §2).

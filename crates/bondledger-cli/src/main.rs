@@ -15,7 +15,7 @@ use bondledger_domain::{report_json, Mode, VerifyOptions};
 use bondledger_ledger::{AsOf, Ledger, LedgerError};
 use clap::Parser;
 
-use crate::args::{AsOfArgs, Cli, Command, Format};
+use crate::args::{AsOfArgs, Cli, Command, Format, RoleArg, TokenCommand};
 
 /// Exit statuses of interchange §2.
 mod exit {
@@ -164,6 +164,26 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Demo => demo(open().await?).await,
+        Command::Serve { listen, demo } => {
+            let ledger = open().await?;
+            if demo {
+                if let Err(code) = load_demo(&ledger).await? {
+                    return Ok(code);
+                }
+            }
+            serve(ledger, listen).await
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    role,
+                    enterprise,
+                    label,
+                },
+        } => {
+            let ledger = open().await?;
+            create_token(&ledger, role, enterprise, label, cli.format).await
+        }
     }
 }
 
@@ -192,8 +212,8 @@ async fn import(ledger: &Ledger, files: &[PathBuf], mode: Mode) -> anyhow::Resul
             Ok(outcome) => eprintln!(
                 "{}: {} appended, {} already held",
                 file.display(),
-                outcome.appended.len(),
-                outcome.already_held.len()
+                outcome.appended_count,
+                outcome.already_held_count
             ),
             Err(error) => {
                 // What earlier files appended is kept: the read models follow it.
@@ -280,6 +300,26 @@ async fn history(
 }
 
 async fn demo(ledger: Ledger) -> anyhow::Result<u8> {
+    let manuals = match load_demo(&ledger).await? {
+        Ok(manuals) => manuals,
+        Err(code) => return Ok(code),
+    };
+    for manual in manuals {
+        if let Some(report) = ledger
+            .verify(&manual, AsOf::Latest, &VerifyOptions::default())
+            .await?
+        {
+            output::print_report(&report);
+            println!();
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Appends the demo history (what is held already is not appended again)
+/// and brings the read models up to date: the demo's manuals, or the exit
+/// status of a refusal.
+async fn load_demo(ledger: &Ledger) -> anyhow::Result<Result<Vec<String>, u8>> {
     let mut manuals = Vec::new();
     for (name, text) in DEMO_FILES {
         match ledger
@@ -288,10 +328,9 @@ async fn demo(ledger: Ledger) -> anyhow::Result<u8> {
         {
             Ok(outcome) => eprintln!(
                 "{name}: {} appended, {} already held",
-                outcome.appended.len(),
-                outcome.already_held.len()
+                outcome.appended_count, outcome.already_held_count
             ),
-            Err(error) => return Ok(report_failure(&error)),
+            Err(error) => return Ok(Err(report_failure(&error))),
         }
         for located in
             bondledger_ledger::read_lines(Ok(text.as_bytes()), (*name).to_owned()).flatten()
@@ -302,14 +341,97 @@ async fn demo(ledger: Ledger) -> anyhow::Result<u8> {
             }
         }
     }
-    catch_up(&ledger).await?;
-    for manual in manuals {
-        if let Some(report) = ledger
-            .verify(&manual, AsOf::Latest, &VerifyOptions::default())
-            .await?
-        {
-            output::print_report(&report);
-            println!();
+    catch_up(ledger).await?;
+    Ok(Ok(manuals))
+}
+
+/// Serves the API until Ctrl-C or SIGTERM; on a ledger with no token yet,
+/// first makes an admin token and prints the sign-in address, once.
+async fn serve(ledger: Ledger, listen: std::net::SocketAddr) -> anyhow::Result<u8> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    match ledger.create_first_admin_token("made by serve").await? {
+        Some(token) => println!(
+            "sign in (admin; shown this once): http://{address}/?token={}",
+            token.secret
+        ),
+        None => println!("serving on http://{address}"),
+    }
+    bondledger_api::serve_listener(ledger, listener, shutdown_signal()).await?;
+    Ok(exit::OK)
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            eprintln!("bondledger: cannot watch Ctrl-C: {error}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                eprintln!("bondledger: cannot watch SIGTERM: {error}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    eprintln!("bondledger: shutting down; finishing the requests in flight");
+}
+
+/// Prints a new token once: the secret alone on stdout for a table (so a
+/// script can take it), the whole of it for JSON.
+async fn create_token(
+    ledger: &Ledger,
+    role: RoleArg,
+    enterprise: Option<String>,
+    label: Option<String>,
+    format: Format,
+) -> anyhow::Result<u8> {
+    let issued = match ledger
+        .create_token(role.role(), enterprise.as_deref(), label.as_deref())
+        .await
+    {
+        Ok(issued) => issued,
+        Err(bondledger_ledger::AccessError::InvalidToken(message)) => {
+            eprintln!("bondledger: {message}");
+            return Ok(exit::MALFORMED);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let principal = &issued.principal;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "token": issued.secret,
+            "id": principal.token_id,
+            "role": principal.role.as_str(),
+            "enterprise": principal.enterprise,
+            "created_at": issued.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        })),
+        Format::Table | Format::Csv => {
+            println!("{}", issued.secret);
+            let bound = principal
+                .enterprise
+                .as_deref()
+                .map(|code| format!(" of enterprise {code}"))
+                .unwrap_or_default();
+            eprintln!(
+                "token {} ({}{bound}); it is shown this once, only its hash is kept",
+                principal.token_id, principal.role
+            );
         }
     }
     Ok(exit::OK)

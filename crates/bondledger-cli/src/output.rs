@@ -1,18 +1,17 @@
 //! Printing for people (aligned tables, Chinese names kept whole) and for
 //! programs (JSON, CSV).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
-use bondledger_domain::movement::ItemNo;
 use bondledger_domain::trace::TraceRow;
 use bondledger_domain::{format6, ManualState, Report};
+use bondledger_ledger::json::{balance_json, event_json, history_entry_json};
 use bondledger_ledger::{Deadline, HistoryEntry};
 use bondledger_store::StoredEvent;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use rust_decimal::Decimal;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::args::Format;
 
@@ -140,24 +139,6 @@ pub fn print_report(report: &Report) {
     }
 }
 
-pub fn balance_json(state: &ManualState) -> Value {
-    let figures = state.figures();
-    let materials: Vec<Value> = state
-        .registration
-        .materials
-        .values()
-        .map(|m| {
-            let f = figures.get(&m.item);
-            json!({
-                "item": m.item.0, "hs": m.hs.as_str(), "name": m.name, "unit": m.unit,
-                "balance": format6(f.map_or(Decimal::ZERO, |f| f.expected_remaining)),
-                "at_contractors": format6(f.map_or(Decimal::ZERO, |f| f.at_contractors)),
-            })
-        })
-        .collect();
-    json!({"manual": state.registration.manual.as_str(), "materials": materials})
-}
-
 pub fn print_balance(state: &ManualState, format: Format) {
     match format {
         Format::Json => print_json(&balance_json(state)),
@@ -192,52 +173,6 @@ pub fn print_balance(state: &ManualState, format: Format) {
     }
 }
 
-/// The JSON object of one event (interchange §2, `history` and `timeline`):
-/// its place in the ledger and the movement's own fields.
-pub fn event_json(stored: &StoredEvent) -> Map<String, Value> {
-    let mut object = Map::new();
-    object.insert("manual".into(), Value::from(stored.stream.as_str()));
-    object.insert("version".into(), Value::from(stored.version));
-    object.insert("position".into(), Value::from(stored.position));
-    object.insert("type".into(), Value::from(stored.event_type.as_str()));
-    object.insert(
-        "date".into(),
-        Value::from(stored.business_date.format("%Y-%m-%d").to_string()),
-    );
-    object.insert(
-        "recorded_at".into(),
-        Value::from(
-            stored
-                .recorded_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        ),
-    );
-    object.insert(
-        "id".into(),
-        stored.caller_id.clone().map_or(Value::Null, Value::from),
-    );
-    object.insert("event_id".into(), Value::from(stored.event_id.to_string()));
-    object.insert("hash".into(), Value::from(stored.hash.as_str()));
-    if let Some(Value::Object(fields)) = stored.payload.get("movement") {
-        for (key, value) in fields {
-            object.entry(key.clone()).or_insert_with(|| value.clone());
-        }
-    }
-    if let Some(findings) = stored.payload.get("findings") {
-        object.insert("findings".into(), findings.clone());
-    }
-    object
-}
-
-fn balances_json(balances: &BTreeMap<ItemNo, Decimal>) -> Value {
-    Value::Array(
-        balances
-            .iter()
-            .map(|(item, balance)| json!({"item": item.0, "balance": format6(*balance)}))
-            .collect(),
-    )
-}
-
 /// Prints a history as it is replayed: JSON as one array, streamed.
 pub struct HistoryPrinter {
     format: Format,
@@ -257,9 +192,7 @@ impl HistoryPrinter {
     pub fn push(&mut self, entry: HistoryEntry) {
         match self.format {
             Format::Json => {
-                let mut object = event_json(&entry.stored);
-                object.insert("balances".into(), balances_json(&entry.balances));
-                let text = Value::Object(object).to_string();
+                let text = history_entry_json(&entry).to_string();
                 let mut out = std::io::stdout().lock();
                 let _ = if self.first {
                     write!(out, "[\n{text}")

@@ -5,7 +5,10 @@
 //! SQL (the store does). It knows neither HTTP nor terminals: the CLI and the
 //! API call it.
 
+pub mod access;
 mod import;
+pub mod json;
+mod pages;
 mod query;
 mod source;
 mod trace;
@@ -16,8 +19,10 @@ use std::sync::Arc;
 use bondledger_domain::{Malformed, RuleId};
 use bondledger_store::{EventStore, StoreError};
 
+pub use access::{Access, AccessError, IssuedToken, ManualOwners, Principal, Role};
 pub use bondledger_domain::trace::{Lot, TraceRow, Tracer};
-pub use import::{AppendedMovement, ImportOutcome};
+pub use import::{AppendedMovement, ImportOutcome, MAX_LISTED_MOVEMENTS};
+pub use pages::{Page, MAX_PAGE_ENTRIES};
 pub use query::{AsOf, HistoryEntry};
 pub use source::{read_lines, read_movements, Located, MAX_LINE_BYTES};
 pub use views::Deadline;
@@ -85,11 +90,17 @@ impl From<bondledger_projections::ProjectionError> for LedgerError {
 #[derive(Clone)]
 pub struct Ledger {
     store: Arc<dyn EventStore>,
+    /// One catch-up of the read models at a time in this process: two
+    /// would race for the same checkpoint and one would fail.
+    catching_up: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Ledger {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Ledger { store }
+        Ledger {
+            store,
+            catching_up: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     /// Opens (creating and migrating where needed) the ledger at `url`.

@@ -82,12 +82,14 @@ impl Ledger {
             // As of a version, read no further than it: a page is costly.
             let page_size = match as_of {
                 AsOf::Version(version) if version < next_version => break,
-                AsOf::Version(version) => {
-                    usize::try_from(version - next_version + 1).map_or(MAX_PAGE_EVENTS, |n| n.min(MAX_PAGE_EVENTS))
-                }
+                AsOf::Version(version) => usize::try_from(version - next_version + 1)
+                    .map_or(MAX_PAGE_EVENTS, |n| n.min(MAX_PAGE_EVENTS)),
                 _ => MAX_PAGE_EVENTS,
             };
-            let page = self.store.read_stream(manual, next_version, page_size).await?;
+            let page = self
+                .store
+                .read_stream(manual, next_version, page_size)
+                .await?;
             let Some(last) = page.last() else { break };
             next_version = last.version + 1;
             for stored in &page {

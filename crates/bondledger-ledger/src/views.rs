@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bondledger_projections::{ProjectionBreak, ProjectionStatus, Runner};
+use bondledger_projections::{ProjectionBreak, ProjectionError, ProjectionStatus, Runner};
 use bondledger_store::readmodel::{CarryoverRow, ManualRow, TimelineFilter};
-use bondledger_store::{StoredEvent, MAX_PAGE_EVENTS};
+use bondledger_store::{StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::{Duration, NaiveDate};
 
 use crate::{Ledger, LedgerError};
@@ -15,6 +15,9 @@ use crate::{Ledger, LedgerError};
 /// its own book is a zone book (order 126).
 const CARRYOVER_RECEIPT_DAYS: i64 = 90;
 const ZONE_CARRYOVER_RECEIPT_DAYS: i64 = 30;
+/// How often a catch-up starts again after another process moved a
+/// checkpoint under it.
+const MAX_CATCH_UP_ATTEMPTS: u32 = 8;
 
 /// Something due on a manual.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +38,25 @@ impl Ledger {
         Runner::new(self.store.clone())
     }
 
-    /// Brings every projection up to the head of the log.
+    /// Brings every projection up to the head of the log. Another process
+    /// catching up at the same time moves a checkpoint first; then this one
+    /// goes on from where that one got.
     pub async fn catch_up(
         &self,
         progress: &mut (dyn FnMut(&str, i64, i64) + Send),
     ) -> Result<(), LedgerError> {
-        Ok(self.runner().catch_up_all(progress).await?)
+        let _one_at_a_time = self.catching_up.lock().await;
+        let mut attempt = 1;
+        loop {
+            match self.runner().catch_up_all(progress).await {
+                Err(ProjectionError::Store(StoreError::Conflict { .. }))
+                    if attempt < MAX_CATCH_UP_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     pub async fn projection_status(&self) -> Result<Vec<ProjectionStatus>, LedgerError> {

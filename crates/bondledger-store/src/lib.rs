@@ -18,6 +18,7 @@ mod postgres;
 pub mod readmodel;
 mod sqlite;
 mod store;
+pub mod tokens;
 mod url;
 mod verify;
 
@@ -30,6 +31,7 @@ pub use event::{
 };
 pub use readmodel::ReadModels;
 pub use store::{AppendSession, EventStore, MAX_PAGE_EVENTS};
+pub use tokens::TokenStore;
 
 /// Opens the ledger at `url`, creating an SQLite file if needed, and brings its schema
 /// up to date. `sqlite://relative/path`, `sqlite:///abs/path`, `postgres://…` or

@@ -467,3 +467,11 @@ fn decode_event(row: &PgRow) -> Result<EventRow, StoreError> {
 }
 
 crate::readmodel::impl_read_models!(PostgresStore, sqlx::Postgres, pool, pool);
+crate::tokens::impl_token_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    pool,
+    pool,
+    // Conflicts with itself: a second first-token insert waits, then sees the first.
+    Some("LOCK TABLE access_tokens IN SHARE ROW EXCLUSIVE MODE")
+);

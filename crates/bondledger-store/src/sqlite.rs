@@ -455,3 +455,5 @@ fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
 }
 
 crate::readmodel::impl_read_models!(SqliteStore, sqlx::Sqlite, writer, readers);
+// One writer connection keeps first-token inserts apart.
+crate::tokens::impl_token_store!(SqliteStore, sqlx::Sqlite, writer, readers, None);

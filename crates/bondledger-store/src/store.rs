@@ -20,7 +20,7 @@ pub(crate) fn page_size(limit: usize) -> i64 {
 /// (on SQLite, from `begin`): do not append through the store itself while holding a
 /// session in the same task, or the two wait on each other.
 #[async_trait]
-pub trait EventStore: crate::ReadModels + Send + Sync {
+pub trait EventStore: crate::ReadModels + crate::TokenStore + Send + Sync {
     fn backend(&self) -> Backend;
 
     /// Opens an append transaction: any number of appends to any streams, all or nothing.

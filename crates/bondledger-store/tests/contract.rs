@@ -61,4 +61,6 @@ contract_tests!(
     a_hundred_thousand_events_in_one_append,
     reopening_keeps_the_ledger,
     invalid_input_is_refused,
+    tokens_are_found_by_hash_and_keep_nothing_else,
+    only_one_first_token_is_kept_whoever_races,
 );

@@ -1,175 +1,229 @@
-//! `bondledger-bench append --database-url URL [--events N]`: measures, on one backend,
-//! durable single-event appends (one transaction each, one after another) and appends in
-//! batches of 1,000 events. Prints one JSON line per figure on stdout
-//! (`{"name","value","unit","backend","scale"}`) and a readable summary on stderr.
-//! It appends to streams of its own; run it on a scratch database.
+//! `bondledger-bench COMMAND --database-url URL [--scale N]`: measures
+//! Bondledger on one backend (an SQLite file or a PostgreSQL URL). Each
+//! command prints one JSON line per figure on stdout
+//! (`{"name","value","unit","backend","scale"}`) and a readable summary on
+//! stderr. It writes histories of its own (manual numbers and ids tagged per
+//! run): run it on a scratch database. `tools/bench/README.md` says what
+//! each command measures and how to run the full set.
 
-use std::time::{Duration, Instant};
+mod commands;
+mod data;
+mod figures;
+mod store_append;
+
+use std::path::PathBuf;
 
 use anyhow::Context;
-use bondledger_store::{Backend, EventMetadata, EventStore, ExpectedVersion, NewEvent};
-use clap::{Parser, Subcommand};
-use serde_json::json;
+use bondledger_ledger::Ledger;
+use bondledger_store::Backend;
+use clap::{Args, Parser, Subcommand};
 
-const BATCH_EVENTS: usize = 1_000;
-/// One phase appends at most this many events.
-const MAX_EVENTS: usize = 10_000_000;
+/// No command measures over more than this many events, movements or appends.
+const MAX_SCALE: usize = 100_000_000;
+const MAX_WRITERS: usize = 64;
+const MAX_QUERIES: usize = 100_000;
 
 #[derive(Parser)]
 #[command(
     name = "bondledger-bench",
-    about = "Measures the Bondledger event store"
+    about = "Measures Bondledger on SQLite or PostgreSQL"
 )]
 struct Arguments {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct Target {
+    /// sqlite://PATH (sqlite:///abs/path) or postgres://…; a scratch database.
+    #[arg(long, env = "BONDLEDGER_DATABASE_URL")]
+    database_url: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Append throughput: single-event transactions, then 1,000-event batches.
+    /// The event store alone: single-event transactions, then 1,000-event batches.
     Append {
-        #[arg(long, env = "BONDLEDGER_DATABASE_URL")]
-        database_url: String,
+        #[command(flatten)]
+        target: Target,
         /// Events appended by each phase.
         #[arg(long, default_value_t = 2_000)]
         events: usize,
     },
+    /// Import throughput of a generated movement file (or --file), strict, durable.
+    Import {
+        #[command(flatten)]
+        target: Target,
+        /// Movements in the generated file.
+        #[arg(long, default_value_t = 1_000_000)]
+        scale: usize,
+        /// Import this movement file instead of a generated one.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Manuals the generated movements are spread over.
+        #[arg(long, default_value_t = 10)]
+        manuals: u32,
+    },
+    /// Single-movement durable appends: one writer, then concurrent writers.
+    Appends {
+        #[command(flatten)]
+        target: Target,
+        /// Appends per phase.
+        #[arg(long, default_value_t = 2_000)]
+        scale: usize,
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+    },
+    /// `bondledger verify` of one manual of N events: wall time and peak memory.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// Movements of the generated manual.
+        #[arg(long, default_value_t = 1_000_000)]
+        scale: usize,
+        /// Measure this manual, already in the ledger, instead of generating one.
+        #[arg(long)]
+        manual: Option<String>,
+        /// The `bondledger` binary (default: BONDLEDGER_BIN, or beside this one).
+        #[arg(long)]
+        bondledger: Option<PathBuf>,
+    },
+    /// The balance as of random positions of one manual of N events: p50, p99.
+    AsOf {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 1_000_000)]
+        scale: usize,
+        #[arg(long)]
+        manual: Option<String>,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
+    /// Projections rebuilt from position 0 (events/s), then their lag under steady appends.
+    CatchUp {
+        #[command(flatten)]
+        target: Target,
+        /// Events the ledger holds at least (generated and imported where fewer).
+        #[arg(long, default_value_t = 1_000_000)]
+        scale: usize,
+        /// Single-movement appends a second during the lag measurement.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
+    /// Timeline queries by HS prefix: p50, p99 (issue 6 asks for 10,000,000 events: --scale 10000000).
+    Timeline {
+        #[command(flatten)]
+        target: Target,
+        /// Events the ledger holds at least (generated and imported where fewer).
+        #[arg(long, default_value_t = 1_000_000)]
+        scale: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
 }
 
-struct Figure {
-    name: &'static str,
-    value: f64,
-    unit: &'static str,
-    scale: usize,
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Append { .. } => "append",
+            Command::Import { .. } => "import",
+            Command::Appends { .. } => "appends",
+            Command::Verify { .. } => "verify",
+            Command::AsOf { .. } => "as-of",
+            Command::CatchUp { .. } => "catch-up",
+            Command::Timeline { .. } => "timeline",
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Command::Append { target, .. }
+            | Command::Import { target, .. }
+            | Command::Appends { target, .. }
+            | Command::Verify { target, .. }
+            | Command::AsOf { target, .. }
+            | Command::CatchUp { target, .. }
+            | Command::Timeline { target, .. } => &target.database_url,
+        }
+    }
+}
+
+fn within(name: &str, value: usize, max: usize) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=max).contains(&value), "--{name} is 1 to {max}");
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Append {
-        database_url,
-        events,
-    } = Arguments::parse().command;
-    anyhow::ensure!(
-        (1..=MAX_EVENTS).contains(&events),
-        "--events is 1 to {MAX_EVENTS}"
-    );
-    let store = bondledger_store::open(&database_url)
+    let command = Arguments::parse().command;
+    let url = command.url().to_owned();
+    let ledger = Ledger::open(&url)
         .await
-        .with_context(|| format!("opening {database_url}"))?;
-    let backend = match store.backend() {
+        .with_context(|| format!("opening {url}"))?;
+    let backend = match ledger.store().backend() {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
     };
-    let run = uuid::Uuid::now_v7().simple().to_string();
-    let figures = [
-        single_event_appends(store.as_ref(), &run, events).await?,
-        batched_appends(store.as_ref(), &run, events).await?,
-    ];
-    for figure in &figures {
-        let line = json!({
-            "name": figure.name,
-            "value": (figure.value * 10.0).round() / 10.0,
-            "unit": figure.unit,
-            "backend": backend,
-            "scale": figure.scale,
-        });
-        println!("{line}");
-    }
-    eprintln!("bondledger-bench append on {backend}:");
-    for figure in &figures {
-        eprintln!(
-            "  {:<28} {:>12.1} {} ({} events)",
-            figure.name, figure.value, figure.unit, figure.scale
-        );
-    }
+    let name = command.name();
+    let figures = match command {
+        Command::Append { events, .. } => {
+            within("events", events, MAX_SCALE)?;
+            store_append::run(ledger.store().as_ref(), events).await?
+        }
+        Command::Import {
+            scale,
+            file,
+            manuals,
+            ..
+        } => {
+            within("scale", scale, MAX_SCALE)?;
+            within("manuals", manuals as usize, 10_000)?;
+            commands::import(&ledger, scale, file.as_deref(), manuals).await?
+        }
+        Command::Appends { scale, writers, .. } => {
+            within("scale", scale, MAX_SCALE)?;
+            within("writers", writers, MAX_WRITERS)?;
+            commands::appends(&ledger, scale, writers).await?
+        }
+        Command::Verify {
+            scale,
+            manual,
+            bondledger,
+            ..
+        } => {
+            within("scale", scale, MAX_SCALE)?;
+            let binary = data::bondledger_binary(bondledger.as_deref())?;
+            commands::verify(&ledger, &url, scale, manual, &binary).await?
+        }
+        Command::AsOf {
+            scale,
+            manual,
+            queries,
+            ..
+        } => {
+            within("scale", scale, MAX_SCALE)?;
+            within("queries", queries, MAX_QUERIES)?;
+            commands::as_of(&ledger, scale, manual, queries).await?
+        }
+        Command::CatchUp {
+            scale,
+            rate,
+            seconds,
+            ..
+        } => {
+            within("scale", scale, MAX_SCALE)?;
+            within("rate", rate as usize, 10_000)?;
+            within("seconds", seconds as usize, 3_600)?;
+            commands::catch_up(&ledger, scale, rate, seconds).await?
+        }
+        Command::Timeline { scale, queries, .. } => {
+            within("scale", scale, MAX_SCALE)?;
+            within("queries", queries, MAX_QUERIES)?;
+            commands::timeline(&ledger, scale, queries).await?
+        }
+    };
+    figures::print(name, backend, &figures);
     Ok(())
-}
-
-async fn single_event_appends(
-    store: &dyn EventStore,
-    run: &str,
-    events: usize,
-) -> anyhow::Result<Figure> {
-    let stream = format!("bench-{run}-single");
-    let started = Instant::now();
-    for index in 0..events {
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Exactly(index as i64),
-                vec![movement(run, index)],
-            )
-            .await
-            .context("a single-event append")?;
-    }
-    Ok(Figure {
-        name: "single_event_appends",
-        value: per_second(events, started.elapsed()),
-        unit: "appends/s",
-        scale: events,
-    })
-}
-
-async fn batched_appends(
-    store: &dyn EventStore,
-    run: &str,
-    events: usize,
-) -> anyhow::Result<Figure> {
-    let stream = format!("bench-{run}-batched");
-    // The batches are built before the clock starts: only the store is measured.
-    let batches: Vec<Vec<NewEvent>> = (0..events)
-        .map(|index| movement(run, events + index))
-        .collect::<Vec<_>>()
-        .chunks(BATCH_EVENTS)
-        .map(<[NewEvent]>::to_vec)
-        .collect();
-    let started = Instant::now();
-    let mut version = 0;
-    for batch in batches {
-        let appended = store
-            .append(&stream, ExpectedVersion::Exactly(version), batch)
-            .await
-            .context("a batched append")?;
-        version += appended.len() as i64;
-    }
-    Ok(Figure {
-        name: "batched_appends_1000",
-        value: per_second(events, started.elapsed()),
-        unit: "events/s",
-        scale: events,
-    })
-}
-
-fn per_second(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
-}
-
-/// A movement the size of a real one (about 400 bytes of payload).
-fn movement(run: &str, index: usize) -> NewEvent {
-    NewEvent {
-        caller_id: Some(format!("{}-{index}", &run[..16])),
-        event_type: "MaterialImported".to_owned(),
-        schema_version: 1,
-        payload: json!({
-            "manual": "C2301A000123",
-            "declaration": format!("2024{index:014}"),
-            "supervision_mode": "0615",
-            "item": 3,
-            "hs": "7208510000",
-            "name": "热轧钢板",
-            "unit": "千克",
-            "quantity": "1250.500000",
-            "unit_price": "4.350000",
-            "currency": "USD",
-            "counterparty_enterprise": "3201930123",
-            "line": index,
-        }),
-        metadata: EventMetadata {
-            actor: Some("bench".to_owned()),
-            correlation_id: None,
-            causation_id: None,
-        },
-        business_date: chrono::NaiveDate::from_ymd_opt(2024, 3, 15).unwrap_or_default(),
-    }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bondledger_store::tokens::NewToken;
 use bondledger_store::{
     Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError, StoredEvent,
 };
@@ -939,4 +940,93 @@ pub async fn invalid_input_is_refused(ledger: TestLedger) {
             .len(),
         1
     );
+}
+
+fn token(hash_byte: u8, role: &str, enterprise: Option<&str>) -> NewToken {
+    NewToken {
+        hash: format!("{hash_byte:02x}").repeat(32),
+        role: role.to_owned(),
+        enterprise: enterprise.map(str::to_owned),
+        label: Some("contract".to_owned()),
+    }
+}
+
+pub async fn tokens_are_found_by_hash_and_keep_nothing_else(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    assert_eq!(store.token_count().await.expect("count"), 0);
+    let kept = store
+        .insert_token(token(0xab, "recorder", Some("3101960042")))
+        .await
+        .expect("a token is kept");
+    let found = store
+        .token_by_hash(&"ab".repeat(32))
+        .await
+        .expect("looked up")
+        .expect("found");
+    assert_eq!(found, kept);
+    assert_eq!(found.enterprise.as_deref(), Some("3101960042"));
+    assert!(store
+        .token_by_hash(&"cd".repeat(32))
+        .await
+        .expect("looked up")
+        .is_none());
+    assert!(store
+        .token_by_hash("not a hash")
+        .await
+        .expect("looked up")
+        .is_none());
+    // A secret passed where its hash goes, a role the schema does not know,
+    // a recorder without an enterprise, the same hash twice: refused.
+    let secret = NewToken {
+        hash: format!("bl_{}", "ab".repeat(32)),
+        ..token(0, "admin", None)
+    };
+    assert!(matches!(
+        store.insert_token(secret).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    for refused in [
+        token(0x01, "owner", None),
+        token(0x02, "recorder", None),
+        token(0x03, "admin", Some("3101960042")),
+        token(0xab, "admin", None),
+    ] {
+        assert!(
+            store.insert_token(refused.clone()).await.is_err(),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(store.token_count().await.expect("count"), 1);
+}
+
+pub async fn only_one_first_token_is_kept_whoever_races(ledger: TestLedger) {
+    let store = ledger.store.clone();
+    let racers = 8u8;
+    let barrier = Arc::new(Barrier::new(usize::from(racers)));
+    let mut handles = Vec::new();
+    for n in 0..racers {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.insert_first_token(token(n, "admin", None)).await
+        }));
+    }
+    let mut kept = 0;
+    for handle in handles {
+        match handle.await.expect("joined") {
+            Ok(Some(_)) => kept += 1,
+            Ok(None) => {}
+            // SQLite may refuse a racer whose snapshot went stale; it keeps nothing.
+            Err(StoreError::Database(_)) if ledger.kind == Kind::Sqlite => {}
+            Err(error) => panic!("{error}"),
+        }
+    }
+    assert_eq!(kept, 1);
+    assert_eq!(store.token_count().await.expect("count"), 1);
+    assert!(store
+        .insert_first_token(token(0xee, "admin", None))
+        .await
+        .expect("asked")
+        .is_none());
 }

@@ -1,0 +1,235 @@
+//! Access tokens of the HTTP API. The store keeps what a token may do and the
+//! SHA-256 of its secret, never the secret: a stolen database grants nothing.
+//! It does not know what a role allows; it only refuses to hold anything
+//! that is not shaped like a hash.
+//!
+//! The SQL is the same on both backends, written once and instantiated for
+//! each, as the read models are.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::StoreError;
+
+/// A SHA-256 written as lowercase hex.
+pub const TOKEN_HASH_HEX_CHARS: usize = 64;
+/// The longest label a token may carry.
+pub const MAX_TOKEN_LABEL_CHARS: usize = 200;
+
+/// A token to keep: the hash of its secret and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub hash: String,
+    /// `recorder`, `auditor` or `admin`.
+    pub role: String,
+    /// A recorder's enterprise code; `None` for the other roles.
+    pub enterprise: Option<String>,
+    pub label: Option<String>,
+}
+
+/// A token as held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// UUID v7, made by the store.
+    pub id: String,
+    pub hash: String,
+    pub role: String,
+    pub enterprise: Option<String>,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Keeps a new token.
+    async fn insert_token(&self, token: NewToken) -> Result<TokenRow, StoreError>;
+
+    /// Keeps a new token only if the ledger holds none yet (a ledger's first
+    /// admin); `None` when it already held one. Two callers racing on an
+    /// empty ledger never both get theirs kept.
+    async fn insert_first_token(&self, token: NewToken) -> Result<Option<TokenRow>, StoreError>;
+
+    /// The token whose secret hashes to `hash`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
+
+    async fn token_count(&self) -> Result<i64, StoreError>;
+}
+
+/// Refuses what must never reach the table: anything but a hash where the
+/// hash goes (a secret passed by mistake), an over-long label.
+pub(crate) fn validate_new_token(token: &NewToken) -> Result<(), StoreError> {
+    if !is_token_hash(&token.hash) {
+        return Err(StoreError::InvalidInput(format!(
+            "a token hash is {TOKEN_HASH_HEX_CHARS} lowercase hex characters"
+        )));
+    }
+    if token
+        .label
+        .as_ref()
+        .is_some_and(|label| label.chars().count() > MAX_TOKEN_LABEL_CHARS)
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "a token label is at most {MAX_TOKEN_LABEL_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn is_token_hash(text: &str) -> bool {
+    text.len() == TOKEN_HASH_HEX_CHARS
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The columns of a token row, in the order `token_from_row` reads them.
+pub(crate) type TokenColumns = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+pub(crate) fn token_from_row(row: TokenColumns) -> Result<TokenRow, StoreError> {
+    let (id, hash, role, enterprise, label, created_at) = row;
+    let created_at = DateTime::parse_from_rfc3339(&created_at)
+        .map_err(|error| {
+            StoreError::Integrity(format!("token {id}: unreadable created_at: {error}"))
+        })?
+        .with_timezone(&Utc);
+    Ok(TokenRow {
+        id,
+        hash,
+        role,
+        enterprise,
+        label,
+        created_at,
+    })
+}
+
+/// Implements [`TokenStore`] for a backend; `$write` and `$read` are pools,
+/// `$lock` a statement that keeps concurrent first-token inserts apart where
+/// the backend needs one (SQLite has one writer and needs none).
+macro_rules! impl_token_store {
+    ($store:ty, $db:ty, $write:ident, $read:ident, $lock:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::tokens::TokenStore for $store {
+            async fn insert_token(
+                &self,
+                token: $crate::tokens::NewToken,
+            ) -> Result<$crate::tokens::TokenRow, $crate::StoreError> {
+                $crate::tokens::validate_new_token(&token)?;
+                let mut tx = self.$write.begin().await?;
+                let row = insert_token_in(&mut tx, token).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn insert_first_token(
+                &self,
+                token: $crate::tokens::NewToken,
+            ) -> Result<Option<$crate::tokens::TokenRow>, $crate::StoreError> {
+                $crate::tokens::validate_new_token(&token)?;
+                let mut tx = self.$write.begin().await?;
+                let lock: Option<&str> = $lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM access_tokens")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if held > 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                let row = insert_token_in(&mut tx, token).await?;
+                tx.commit().await?;
+                Ok(Some(row))
+            }
+
+            async fn token_by_hash(
+                &self,
+                hash: &str,
+            ) -> Result<Option<$crate::tokens::TokenRow>, $crate::StoreError> {
+                if !$crate::tokens::is_token_hash(hash) {
+                    return Ok(None);
+                }
+                let row: Option<$crate::tokens::TokenColumns> = sqlx::query_as(
+                    "SELECT id, hash, role, enterprise, label, created_at FROM access_tokens WHERE hash = $1",
+                )
+                .bind(hash)
+                .fetch_optional(&self.$read)
+                .await?;
+                row.map($crate::tokens::token_from_row).transpose()
+            }
+
+            async fn token_count(&self) -> Result<i64, $crate::StoreError> {
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM access_tokens")
+                    .fetch_one(&self.$read)
+                    .await?;
+                Ok(count)
+            }
+        }
+
+        async fn insert_token_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            token: $crate::tokens::NewToken,
+        ) -> Result<$crate::tokens::TokenRow, $crate::StoreError> {
+            let now = chrono::Utc::now();
+            let row = $crate::tokens::TokenRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                hash: token.hash,
+                role: token.role,
+                enterprise: token.enterprise,
+                label: token.label,
+                // Microseconds, as every moment the store keeps.
+                created_at: chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now),
+            };
+            sqlx::query(
+                "INSERT INTO access_tokens (id, hash, role, enterprise, label, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(row.id.clone())
+            .bind(row.hash.clone())
+            .bind(row.role.clone())
+            .bind(row.enterprise.clone())
+            .bind(row.label.clone())
+            .bind($crate::chain::format_recorded_at(&row.created_at))
+            .execute(&mut **tx)
+            .await?;
+            Ok(row)
+        }
+    };
+}
+
+pub(crate) use impl_token_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lowercase_sha256_hex_is_a_hash() {
+        let hash = "0123456789abcdef".repeat(4);
+        assert!(is_token_hash(&hash));
+        assert!(!is_token_hash(&hash.to_uppercase()));
+        assert!(!is_token_hash(&hash[1..]));
+        assert!(!is_token_hash(&format!("bl_{}", &hash[3..])));
+    }
+
+    #[test]
+    fn a_secret_passed_for_a_hash_is_refused() {
+        let token = NewToken {
+            hash: format!("bl_{}", "ab".repeat(32)),
+            role: "admin".into(),
+            enterprise: None,
+            label: None,
+        };
+        assert!(matches!(
+            validate_new_token(&token),
+            Err(StoreError::InvalidInput(_))
+        ));
+    }
+}
