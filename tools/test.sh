@@ -110,6 +110,17 @@ ensure_browser() {
     [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/chromium ]
 }
 
+# Screenshots should show the dashboard's Chinese labels, not empty boxes: a
+# CJK font if none is installed (best effort; the tests do not depend on it).
+ensure_cjk_font() {
+    command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ] && return 0
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+    log "installing a CJK font for the dashboard's screenshots"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 ||
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1; } ||
+        log "WARNING: no CJK font could be installed; screenshots will show boxes for Chinese text"
+}
+
 if ! ensure_browser; then
     if [ "${CI:-}" = "true" ]; then
         log "ERROR: chromium and chromium-driver cannot be installed, and CI=true requires them"
@@ -117,6 +128,7 @@ if ! ensure_browser; then
     fi
     log "WARNING: chromium or chromium-driver is missing; the dashboard tests will only warn"
 fi
+ensure_cjk_font
 
 cargo build --workspace --all-targets
 test_log="$(mktemp)"
