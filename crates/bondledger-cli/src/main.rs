@@ -41,8 +41,17 @@ const DEMO_FILES: &[(&str, &str)] = &[
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `serve` logs each request (bondledger_api and tower_http at info);
+    // other commands speak only of problems. BONDLEDGER_LOG overrides both.
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "warn,bondledger_api=info,tower_http=info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BONDLEDGER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("BONDLEDGER_LOG"))
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
