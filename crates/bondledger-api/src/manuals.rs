@@ -156,13 +156,15 @@ pub async fn balance(
     Path(manual): Path<String>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    manual_number(&manual)?;
-    caller.may_read(&state, &manual).await?;
-    let as_of = as_of(
+    let as_of = readable_as_of(
+        &state,
+        &caller,
+        &manual,
         query.as_of_position,
         query.as_of_recorded.as_deref(),
         query.as_of_date.as_deref(),
-    )?;
+    )
+    .await?;
     let state_then = state.ledger.replay(&manual, as_of, |_, _, _| {}).await?;
     let state_then = state_then.ok_or_else(|| ApiError::no_such_manual(&manual))?;
     Ok(Json(balance_json(&state_then)))
@@ -188,13 +190,15 @@ pub async fn verification(
     Path(manual): Path<String>,
     ApiQuery(query): ApiQuery<VerificationQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    manual_number(&manual)?;
-    caller.may_read(&state, &manual).await?;
-    let as_of = as_of(
+    let as_of = readable_as_of(
+        &state,
+        &caller,
+        &manual,
         query.as_of_position,
         query.as_of_recorded.as_deref(),
         query.as_of_date.as_deref(),
-    )?;
+    )
+    .await?;
     let mut options = VerifyOptions::default();
     if let Some(text) = &query.tolerance {
         options.tolerance = bondledger_domain::parse_decimal(text)
@@ -228,13 +232,15 @@ pub async fn history(
     Path(manual): Path<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
-    manual_number(&manual)?;
-    caller.may_read(&state, &manual).await?;
-    let as_of = as_of(
+    let as_of = readable_as_of(
+        &state,
+        &caller,
+        &manual,
         query.as_of_position,
         query.as_of_recorded.as_deref(),
         query.as_of_date.as_deref(),
-    )?;
+    )
+    .await?;
     let after = crate::query::after(query.after)?;
     let limit = page_limit(query.limit)?;
     let page = state
@@ -255,4 +261,19 @@ pub fn paged(body: Value, next_after: Option<i64>) -> Response {
             .insert(NEXT_AFTER, HeaderValue::from(next));
     }
     response
+}
+
+/// What every per-manual read checks first: a well-formed manual number the
+/// caller may read, and the point of its history asked for.
+async fn readable_as_of(
+    state: &AppState,
+    caller: &Caller,
+    manual: &str,
+    position: Option<i64>,
+    recorded: Option<&str>,
+    date: Option<&str>,
+) -> Result<AsOf, ApiError> {
+    manual_number(manual)?;
+    caller.may_read(state, manual).await?;
+    as_of(position, recorded, date)
 }
