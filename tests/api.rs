@@ -6,15 +6,12 @@
 //! graceful shutdown that finishes the append in flight.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use bondledger_ledger::{Ledger, Role};
-use bondledger_tests::{binary, on_both_backends, TestLedger};
+use bondledger_tests::{on_both_backends, Server, TestLedger};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -185,6 +182,18 @@ impl Api {
             .post(&self.admin, &batch)
             .expect(StatusCode::CREATED, "seed");
         assert_eq!(answer.body["appended"].as_array().map(Vec::len), Some(7));
+    }
+
+    /// One more auditor's token, for a request that revokes it.
+    fn auditor_to_revoke(&self) -> bondledger_ledger::IssuedToken {
+        self.runtime
+            .block_on(async {
+                let ledger = Ledger::open(&self.test.url).await?;
+                ledger
+                    .create_token(Role::Auditor, None, Some("to revoke"))
+                    .await
+            })
+            .expect("a token to revoke")
     }
 
     fn events(&self, manual: &str) -> usize {
@@ -972,6 +981,14 @@ fn contract_routes() -> BTreeMap<String, BTreeSet<String>> {
         get("/api/v1/audit"),
         get("/api/v1/deadlines"),
         get("/api/v1/events"),
+        (
+            "/api/v1/tokens".to_owned(),
+            BTreeSet::from(["get".to_owned(), "post".to_owned()]),
+        ),
+        (
+            "/api/v1/tokens/{id}".to_owned(),
+            BTreeSet::from(["delete".to_owned()]),
+        ),
         get("/api/v1/openapi.json"),
         get("/healthz"),
     ])
@@ -1103,6 +1120,7 @@ fn the_openapi_document_is_valid_and_covers_every_route(test: TestLedger) {
         .request(Method::GET, "/api/v1/openapi.json", None, Body::empty())
         .expect(StatusCode::OK, "the document needs no token");
     let document = answer.body.clone();
+    let victim = api.auditor_to_revoke();
     oas3::from_json(&answer.text).expect("the document parses as OpenAPI 3.1");
     assert!(
         document["openapi"]
@@ -1148,12 +1166,21 @@ fn the_openapi_document_is_valid_and_covers_every_route(test: TestLedger) {
                 .as_object()
                 .map(|r| r.keys().cloned().collect())
                 .unwrap_or_default();
-            let url = path.replace("{manual}", MANUAL_A);
-            let answer = match method.as_str() {
-                "post" => api.post(
+            let url = path
+                .replace("{manual}", MANUAL_A)
+                .replace("{id}", &victim.principal.token_id);
+            let answer = match (method.as_str(), path.as_str()) {
+                ("post", "/api/v1/movements") => api.post(
                     &api.admin,
                     &json!([import(MANUAL_A, "o-1", "2026-03-02", "1")]),
                 ),
+                ("post", _) => api.request(
+                    Method::POST,
+                    &url,
+                    Some(&api.admin),
+                    Body::from(json!({"role": "auditor"}).to_string()),
+                ),
+                ("delete", _) => api.request(Method::DELETE, &url, Some(&api.admin), Body::empty()),
                 _ => api.get(&url, &api.admin),
             };
             assert_ne!(
@@ -1211,175 +1238,535 @@ fn the_openapi_document_is_valid_and_covers_every_route(test: TestLedger) {
     }
 }
 
+/// History pages start from the latest snapshot before them and stop when
+/// full; what they hold equals a replay from the start, as of any point.
+fn history_pages_from_snapshots_equal_a_whole_replay(test: TestLedger) {
+    let server = Server::start_with_env(
+        &test,
+        &[],
+        &[("BONDLEDGER_SNAPSHOT_EVERY", "4")],
+        "serve-snapshots.log",
+    );
+    let token = server.sign_in_token().expect("a sign-in token").to_owned();
+    let http = reqwest::blocking::Client::new();
+    let mut movements = vec![
+        register(MANUAL_A, "h-0", ENTERPRISE_A, ENTERPRISE_A),
+        declare(MANUAL_A, "h-1"),
+    ];
+    for n in 0..26 {
+        let date = format!("2026-03-{:02}", 2 + n % 20);
+        movements.push(if n % 3 == 2 {
+            export(MANUAL_A, &format!("h-{}", n + 2), &date, "5")
+        } else {
+            import(MANUAL_A, &format!("h-{}", n + 2), &date, "20")
+        });
+    }
+    let appended = http
+        .post(server.url("/api/v1/movements"))
+        .bearer_auth(&token)
+        .json(&movements)
+        .send()
+        .expect("appended");
+    assert_eq!(appended.status(), 201);
+    for (query, flags) in [
+        ("", vec![]),
+        ("as_of_position=17", vec!["--as-of-position", "17"]),
+        ("as_of_date=2026-03-09", vec!["--as-of-date", "2026-03-09"]),
+    ] {
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let url = server.url(&format!(
+                "/api/v1/manuals/{MANUAL_A}/history?limit=5&after={after}&{query}"
+            ));
+            let answer = http.get(url).bearer_auth(&token).send().expect("a page");
+            assert_eq!(answer.status(), 200);
+            let next = answer
+                .headers()
+                .get("x-next-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i64>().ok());
+            let page: Value = answer.json().expect("JSON");
+            paged.extend(page.as_array().cloned().unwrap_or_default());
+            match next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        let mut args = vec!["history", MANUAL_A];
+        args.extend(flags);
+        let whole = test.json(&args);
+        assert!(!paged.is_empty(), "{query}");
+        assert_eq!(Value::Array(paged), whole, "as of {query:?}");
+        let cached = test.count("SELECT COUNT(*) FROM snapshots");
+        assert!(cached >= 6, "snapshots every 4 events were taken: {cached}");
+    }
+}
+
+// ---- the role × route matrix ----------------------------------------------
+
+/// Who presents what: no token, an unknown one, and a token of each role.
+const CALLERS: [&str; 6] = [
+    "nobody",
+    "unknown",
+    "recorder A",
+    "recorder B",
+    "auditor",
+    "admin",
+];
+
+/// A request of the matrix: its route as documented, the request itself
+/// (`{n}` in a body becomes the caller's number, so ids differ), and the
+/// status each of `CALLERS` gets.
+struct Case {
+    route: (&'static str, &'static str),
+    method: Method,
+    path: String,
+    body: Option<String>,
+    statuses: [u16; 6],
+}
+
+fn every_route_answers_every_role_as_it_should(test: TestLedger) {
+    let api = Api::new(test);
+    api.seed();
+    let victim = api
+        .runtime
+        .block_on(async {
+            let ledger = Ledger::open(&api.test.url).await?;
+            ledger
+                .create_token(Role::Auditor, None, Some("to revoke"))
+                .await
+        })
+        .expect("a token to revoke");
+    let get = |route: &'static str, path: String, statuses: [u16; 6]| Case {
+        route: ("get", route),
+        method: Method::GET,
+        path,
+        body: None,
+        statuses,
+    };
+    let own = [401, 401, 200, 403, 200, 200];
+    let everyone = [401, 401, 200, 200, 200, 200];
+    let mut cases = vec![
+        get("/api/v1/manuals", "/api/v1/manuals".into(), everyone),
+        get("/api/v1/timeline", "/api/v1/timeline".into(), everyone),
+        get(
+            "/api/v1/timeline",
+            format!("/api/v1/timeline?manual={MANUAL_A}&follow_carryover=true"),
+            own,
+        ),
+        get(
+            "/api/v1/timeline",
+            format!("/api/v1/timeline?enterprise={ENTERPRISE_A}"),
+            own,
+        ),
+        get("/api/v1/deadlines", "/api/v1/deadlines".into(), everyone),
+        get(
+            "/api/v1/deadlines",
+            format!("/api/v1/deadlines?enterprise={ENTERPRISE_A}"),
+            own,
+        ),
+        get(
+            "/api/v1/audit",
+            "/api/v1/audit".into(),
+            [401, 401, 403, 403, 200, 200],
+        ),
+        get(
+            "/api/v1/audit",
+            format!("/api/v1/audit?manual={MANUAL_A}"),
+            own,
+        ),
+        get("/api/v1/events", "/api/v1/events".into(), everyone),
+        get(
+            "/api/v1/tokens",
+            "/api/v1/tokens".into(),
+            [401, 401, 403, 403, 403, 200],
+        ),
+        get(
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json".into(),
+            [200; 6],
+        ),
+        get("/healthz", "/healthz".into(), [200; 6]),
+        Case {
+            route: ("post", "/api/v1/tokens"),
+            method: Method::POST,
+            path: "/api/v1/tokens".into(),
+            body: Some(json!({"role": "auditor", "label": "matrix {n}"}).to_string()),
+            statuses: [401, 401, 403, 403, 403, 201],
+        },
+        Case {
+            route: ("delete", "/api/v1/tokens/{id}"),
+            method: Method::DELETE,
+            path: format!("/api/v1/tokens/{}", victim.principal.token_id),
+            body: None,
+            statuses: [401, 401, 403, 403, 403, 200],
+        },
+    ];
+    for (manual, statuses) in [
+        (MANUAL_A, own),
+        (MANUAL_B, [401, 401, 403, 200, 200, 200]),
+        (MANUAL_C, everyone),
+        ("C31012600777", [401, 401, 404, 404, 404, 404]),
+    ] {
+        for part in ["balance", "verification", "history"] {
+            let route = match part {
+                "balance" => "/api/v1/manuals/{manual}/balance",
+                "verification" => "/api/v1/manuals/{manual}/verification",
+                _ => "/api/v1/manuals/{manual}/history",
+            };
+            cases.push(get(
+                route,
+                format!("/api/v1/manuals/{manual}/{part}"),
+                statuses,
+            ));
+        }
+    }
+    for (manual, statuses) in [
+        (MANUAL_A, [401, 401, 201, 403, 403, 201]),
+        (MANUAL_B, [401, 401, 403, 201, 403, 201]),
+        (MANUAL_C, [401, 401, 201, 201, 403, 201]),
+    ] {
+        let movement = import(manual, "matrix-{n}", "2026-03-05", "1");
+        cases.push(Case {
+            route: ("post", "/api/v1/movements"),
+            method: Method::POST,
+            path: "/api/v1/movements".into(),
+            body: Some(
+                movement
+                    .to_string()
+                    .replace("matrix-{n}", &format!("matrix-{manual}-{{n}}")),
+            ),
+            statuses,
+        });
+    }
+
+    // Every documented route is in the matrix.
+    let document = serde_json::to_value(bondledger_api::openapi()).expect("the document");
+    let documented: BTreeSet<(String, String)> = documented_routes(&document)
+        .into_iter()
+        .flat_map(|(path, methods)| methods.into_iter().map(move |m| (m, path.clone())))
+        .collect();
+    let tried: BTreeSet<(String, String)> = cases
+        .iter()
+        .map(|c| (c.route.0.to_owned(), c.route.1.to_owned()))
+        .collect();
+    assert_eq!(
+        tried, documented,
+        "the matrix covers every documented route"
+    );
+
+    let tokens = [
+        None,
+        Some(UNKNOWN_TOKEN),
+        Some(api.recorder_a.as_str()),
+        Some(api.recorder_b.as_str()),
+        Some(api.auditor.as_str()),
+        Some(api.admin.as_str()),
+    ];
+    let mut wrong = Vec::new();
+    for case in &cases {
+        for (n, (caller, token)) in CALLERS.iter().zip(tokens).enumerate() {
+            let body = case.body.as_ref().map_or_else(Body::empty, |b| {
+                Body::from(b.replace("{n}", &n.to_string()))
+            });
+            let answer = api.request(case.method.clone(), &case.path, token, body);
+            if answer.status.as_u16() != case.statuses[n] {
+                wrong.push(format!(
+                    "{} {} as {caller}: {} instead of {}: {}",
+                    case.method, case.path, answer.status, case.statuses[n], answer.text
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // What the allowed appends left: one movement per caller allowed.
+    assert_eq!(api.events(MANUAL_A), 4 + 2);
+    assert_eq!(api.events(MANUAL_B), 2 + 2);
+    assert_eq!(api.events(MANUAL_C), 1 + 3);
+}
+
+/// A recorder following a carry-over into another enterprise's manual
+/// sees its own side only; the deadlines it reads are its enterprise's.
+fn a_recorder_sees_only_its_side_of_a_carryover_chain(test: TestLedger) {
+    let api = Api::new(test);
+    api.seed();
+    let out = json!({"id":"co-1","type":"carryover_out","manual":MANUAL_A,"date":"2026-03-10","product":1,
+        "qty":"10","declaration":"310120261000030001","mode":"0654","counterparty_manual":MANUAL_B,
+        "counterparty_enterprise":ENTERPRISE_B,"hs":"7408110000","shipped_on":"2026-03-10"});
+    let into = json!({"id":"ci-1","type":"carryover_in","manual":MANUAL_B,"date":"2026-03-11","material":1,
+        "qty":"10","declaration":"440320261000030001","mode":"0654","counterparty_manual":MANUAL_A,
+        "counterparty_enterprise":ENTERPRISE_A,"received_on":"2026-03-11"});
+    api.post(&api.admin, &json!([out, into]))
+        .expect(StatusCode::CREATED, "the carry-over");
+    let manuals_of = |answer: &Answer| -> BTreeSet<String> {
+        answer
+            .body
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|e| e["manual"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let path = format!("/api/v1/timeline?manual={MANUAL_A}&follow_carryover=true&limit=1000");
+    let followed = api.get(&path, &api.admin).expect(StatusCode::OK, "admin");
+    assert_eq!(
+        manuals_of(&followed),
+        BTreeSet::from([MANUAL_A.to_owned(), MANUAL_B.to_owned()]),
+        "the chain reaches B"
+    );
+    let followed = api
+        .get(&path, &api.recorder_a)
+        .expect(StatusCode::OK, "recorder A");
+    assert_eq!(
+        manuals_of(&followed),
+        BTreeSet::from([MANUAL_A.to_owned()]),
+        "B's events stay B's: {}",
+        followed.text
+    );
+    api.get(
+        &format!("/api/v1/timeline?manual={MANUAL_B}&follow_carryover=true"),
+        &api.recorder_a,
+    )
+    .expect(StatusCode::FORBIDDEN, "following from B's manual");
+    let deadlines = api
+        .get("/api/v1/deadlines", &api.recorder_a)
+        .expect(StatusCode::OK, "deadlines");
+    let seen = manuals_of(&deadlines);
+    assert!(!seen.is_empty(), "A has deadlines: {}", deadlines.text);
+    assert!(
+        seen.iter().all(|m| m == MANUAL_A || m == MANUAL_C),
+        "only its enterprise's deadlines: {seen:?}"
+    );
+    let all = api
+        .get("/api/v1/deadlines", &api.auditor)
+        .expect(StatusCode::OK, "deadlines");
+    assert!(manuals_of(&all).contains(MANUAL_B), "{}", all.text);
+}
+
+/// Tokens over the API: an admin makes one (its secret shown once), lists
+/// them without secrets or hashes, revokes one, which then signs nothing in.
+fn an_admin_makes_lists_and_revokes_tokens(test: TestLedger) {
+    let api = Api::new(test);
+    api.seed();
+    let request = |method: Method, path: &str, token: &str, body: Value| {
+        api.request(method, path, Some(token), Body::from(body.to_string()))
+    };
+    let made = request(
+        Method::POST,
+        "/api/v1/tokens",
+        &api.admin,
+        json!({"role": "recorder", "enterprise": ENTERPRISE_A, "label": "line 3"}),
+    )
+    .expect(StatusCode::CREATED, "a recorder's token");
+    let secret = made.body["token"].as_str().unwrap_or_default().to_owned();
+    let id = made.body["id"].as_str().unwrap_or_default().to_owned();
+    assert!(secret.starts_with("bl_"), "{}", made.text);
+    assert_eq!(made.body["role"], "recorder");
+    assert_eq!(made.body["enterprise"], ENTERPRISE_A);
+    api.post(&secret, &import(MANUAL_A, "t-1", "2026-03-05", "1"))
+        .expect(StatusCode::CREATED, "the new token appends");
+    api.post(&secret, &import(MANUAL_B, "t-2", "2026-03-05", "1"))
+        .expect(StatusCode::FORBIDDEN, "to its enterprise's manuals only");
+
+    let listed = api
+        .get("/api/v1/tokens", &api.admin)
+        .expect(StatusCode::OK, "the list");
+    assert_eq!(listed.array_len(), 5, "four made by the test, one here");
+    let hash = bondledger_ledger::access::token_hash(&secret);
+    assert!(
+        !listed.text.contains(&secret[3..]) && !listed.text.contains(&hash),
+        "no secret or hash listed: {}",
+        listed.text
+    );
+    let entry = listed
+        .body
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["id"] == id.as_str()))
+        .cloned()
+        .expect("the new token is listed");
+    assert_eq!(entry["label"], "line 3");
+    assert_eq!(entry["revoked_at"], Value::Null);
+
+    // Malformed requests name the field and make nothing.
+    for (body, field) in [
+        (json!({"role": "owner"}), Some("role")),
+        (json!({"role": "auditor", "scope": "all"}), None),
+        (json!({"role": "recorder"}), None),
+        (json!({"role": "auditor", "enterprise": ENTERPRISE_A}), None),
+        (json!({"label": "no role"}), None),
+        (json!({"role": 7}), Some("role")),
+    ] {
+        let answer = request(Method::POST, "/api/v1/tokens", &api.admin, body.clone())
+            .expect(StatusCode::BAD_REQUEST, &body.to_string());
+        if let Some(field) = field {
+            assert_eq!(answer.body["field"], field, "{}", answer.text);
+        }
+        assert!(answer.body["error"].is_string(), "{}", answer.text);
+    }
+    api.request(
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&api.admin),
+        Body::from("{\"role\": \"auditor\"} trailing"),
+    )
+    .expect(StatusCode::BAD_REQUEST, "trailing text");
+    assert_eq!(
+        api.get("/api/v1/tokens", &api.admin).array_len(),
+        5,
+        "no malformed request made a token"
+    );
+
+    // Revoked: it signs nothing in, and stays listed with the moment.
+    let revoked = request(
+        Method::DELETE,
+        &format!("/api/v1/tokens/{id}"),
+        &api.admin,
+        Value::Null,
+    )
+    .expect(StatusCode::OK, "revoked");
+    let moment = revoked.body["revoked_at"].clone();
+    assert!(moment.is_string(), "{}", revoked.text);
+    api.post(&secret, &import(MANUAL_A, "t-3", "2026-03-06", "1"))
+        .expect(StatusCode::UNAUTHORIZED, "a revoked token appends");
+    api.get("/api/v1/manuals", &secret)
+        .expect(StatusCode::UNAUTHORIZED, "a revoked token reads");
+    let again = request(
+        Method::DELETE,
+        &format!("/api/v1/tokens/{id}"),
+        &api.admin,
+        Value::Null,
+    )
+    .expect(StatusCode::OK, "revoked again");
+    assert_eq!(
+        again.body["revoked_at"], moment,
+        "the first revocation stands"
+    );
+    for unknown in [
+        "0190f0f0-0000-7000-8000-000000000000",
+        "not-an-id",
+        "%27%20OR%201%3D1",
+    ] {
+        request(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{unknown}"),
+            &api.admin,
+            Value::Null,
+        )
+        .expect(StatusCode::NOT_FOUND, unknown);
+    }
+    assert_eq!(
+        api.events(MANUAL_A),
+        5,
+        "one append by the token before revocation"
+    );
+}
+
+/// `token list` and `token revoke` through the binary.
+fn tokens_are_listed_and_revoked_from_the_command_line(test: TestLedger) {
+    let made = test.json(&[
+        "token",
+        "create",
+        "--role",
+        "auditor",
+        "--label",
+        "audit 2026",
+    ]);
+    let secret = made["token"].as_str().unwrap_or_default().to_owned();
+    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    test.json(&[
+        "token",
+        "create",
+        "--role",
+        "recorder",
+        "--enterprise",
+        ENTERPRISE_A,
+    ]);
+    let listed = test.json(&["token", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["label"], "audit 2026");
+    assert_eq!(listed[1]["enterprise"], ENTERPRISE_A);
+    assert!(
+        !listed.to_string().contains(&secret[3..]),
+        "no secret listed"
+    );
+    let table = test.expect(&["token", "list"], 0);
+    assert!(table.contains(&id) && table.contains("auditor"), "{table}");
+
+    let revoked = test.json(&["token", "revoke", &id]);
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    test.expect(
+        &["token", "revoke", "0190f0f0-0000-7000-8000-000000000000"],
+        2,
+    );
+    let listed = test.json(&["token", "list"]);
+    assert!(listed[0]["revoked_at"].is_string());
+    assert_eq!(listed[1]["revoked_at"], Value::Null);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let ledger = runtime.block_on(Ledger::open(&test.url)).expect("opens");
+    assert!(
+        runtime
+            .block_on(ledger.authenticate(&secret))
+            .expect("looked up")
+            .is_none(),
+        "a revoked token signs nothing in"
+    );
+}
+
 // ---- the binary: serve and token -------------------------------------------
 
-/// A request over a plain socket, as any client would send it.
-fn http(address: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("the server takes connections");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("a timeout");
-    let authorization = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{authorization}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("the request is sent");
-    read_answer(stream)
-}
-
-fn read_answer(mut stream: TcpStream) -> (u16, String) {
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("an answer");
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// `bondledger serve` on a free port, and the first line it prints.
-struct Server {
-    child: Child,
-    first_line: String,
-    address: String,
-}
-
-impl Server {
-    fn start(test: &TestLedger, log: &str) -> Server {
-        let log_file = std::fs::File::create(test.dir.path().join(log)).expect("a log file");
-        let mut child = Command::new(binary())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                &test.url,
-            ])
-            .current_dir(test.dir.path())
-            .env_remove("BONDLEDGER_DATABASE_URL")
-            .env("BONDLEDGER_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .expect("the binary starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let first_line = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_default();
-        let address = first_line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', ' ', '\n']).next())
-            .unwrap_or_default()
-            .to_owned();
-        assert!(
-            !address.is_empty(),
-            "serve printed an address: {first_line:?}"
-        );
-        Server {
-            child,
-            first_line,
-            address,
-        }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    /// Waits for the server to stop by itself; its exit status.
-    fn wait(mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the server did not stop");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn serve_signs_in_once_and_finishes_the_append_in_flight(test: TestLedger) {
-    let server = Server::start(&test, "serve-1.log");
+    let server = Server::start(&test, &[], "serve-1.log");
     let token = server
-        .first_line
-        .split("?token=")
-        .nth(1)
-        .map(str::trim)
-        .unwrap_or_default()
+        .sign_in_token()
+        .unwrap_or_else(|| panic!("a sign-in address with a token: {:?}", server.first_line))
         .to_owned();
-    assert!(
-        token.starts_with("bl_"),
-        "a sign-in address with a token: {:?}",
-        server.first_line
-    );
-    let address = server.address.clone();
-    let (status, body) = http(&address, "GET", "/healthz", None, "");
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
-    let (status, _) = http(&address, "GET", "/api/v1/manuals", None, "");
-    assert_eq!(status, 401);
-    let registration = json!([register(MANUAL_A, "s-0", ENTERPRISE_A, ENTERPRISE_A)]).to_string();
-    let (status, body) = http(
-        &address,
-        "POST",
-        "/api/v1/movements",
-        Some(&token),
-        &registration,
-    );
-    assert_eq!(status, 201, "{body}");
+    assert!(token.starts_with("bl_"), "{token}");
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("a client");
+    let health = http.get(server.url("/healthz")).send().expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().expect("a body"), r#"{"status":"ok"}"#);
+    let anonymous = http
+        .get(server.url("/api/v1/manuals"))
+        .send()
+        .expect("manuals");
+    assert_eq!(anonymous.status(), 401);
+    let registration = json!([register(MANUAL_A, "s-0", ENTERPRISE_A, ENTERPRISE_A)]);
+    let registered = http
+        .post(server.url("/api/v1/movements"))
+        .bearer_auth(&token)
+        .json(&registration)
+        .send()
+        .expect("registered");
+    assert_eq!(registered.status(), 201, "{:?}", registered.text());
 
     // The biggest batch there is, then the signal while it is being appended.
     let batch: Vec<Value> = (0..bondledger_api::MAX_BATCH_MOVEMENTS)
         .map(|n| import(MANUAL_A, &format!("s-{}", n + 1), "2026-02-10", "1"))
         .collect();
-    let body = Value::Array(batch).to_string();
-    let mut stream = TcpStream::connect(&address).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("a timeout");
-    write!(
-        stream,
-        "POST /api/v1/movements HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("sent");
+    let in_flight = {
+        let request = http
+            .post(server.url("/api/v1/movements"))
+            .bearer_auth(&token)
+            .json(&batch);
+        std::thread::spawn(move || {
+            let answer = request.send().expect("the batch is answered");
+            (answer.status(), answer.text().unwrap_or_default())
+        })
+    };
     std::thread::sleep(Duration::from_millis(200));
     server.terminate();
-    let (status, answer) = read_answer(stream);
+    let (status, answer) = in_flight.join().expect("the client thread");
     assert_eq!(status, 201, "the append in flight finished: {answer}");
     let answer: Value = serde_json::from_str(&answer).expect("JSON");
     assert_eq!(
@@ -1404,14 +1791,18 @@ fn serve_signs_in_once_and_finishes_the_append_in_flight(test: TestLedger) {
     );
 
     // Started again, it has a token already: no new sign-in address.
-    let again = Server::start(&test, "serve-2.log");
+    let again = Server::start(&test, &[], "serve-2.log");
     assert!(
         !again.first_line.contains("token"),
         "{:?}",
         again.first_line
     );
-    let (status, _) = http(&again.address, "GET", "/api/v1/manuals", Some(&token), "");
-    assert_eq!(status, 200, "the first token still signs in");
+    let signed_in = http
+        .get(again.url("/api/v1/manuals"))
+        .bearer_auth(&token)
+        .send()
+        .expect("manuals");
+    assert_eq!(signed_in.status(), 200, "the first token still signs in");
     again.terminate();
     assert_eq!(again.wait(), Some(0));
     assert_eq!(test.count("SELECT COUNT(*) FROM access_tokens"), 1);
@@ -1524,4 +1915,9 @@ on_both_backends! {
     the_openapi_document_is_valid_and_covers_every_route;
     serve_signs_in_once_and_finishes_the_append_in_flight;
     tokens_are_printed_once_and_kept_as_hashes;
+    every_route_answers_every_role_as_it_should;
+    a_recorder_sees_only_its_side_of_a_carryover_chain;
+    an_admin_makes_lists_and_revokes_tokens;
+    tokens_are_listed_and_revoked_from_the_command_line;
+    history_pages_from_snapshots_equal_a_whole_replay;
 }

@@ -13,6 +13,9 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::Connection;
 
+mod serve;
+pub use serve::Server;
+
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

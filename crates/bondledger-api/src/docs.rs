@@ -31,6 +31,7 @@ use crate::AppState;
         (name = "movements", description = "Appending movements, all or nothing"),
         (name = "manuals", description = "One manual: balance, verification, history"),
         (name = "ledger", description = "Across manuals: timeline, deadlines, audit and live updates"),
+        (name = "tokens", description = "Access tokens, for an admin's token only"),
         (name = "service", description = "Liveness and this document"),
     ),
 )]
@@ -350,6 +351,36 @@ mod shapes {
         kind: String,
         event: Option<String>,
         detail: String,
+    }
+
+    /// An access token as listed: never its secret or its hash.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct TokenBody {
+        id: String,
+        /// `recorder`, `auditor` or `admin`.
+        role: String,
+        /// A recorder's enterprise.
+        enterprise: Option<String>,
+        label: Option<String>,
+        #[schema(format = DateTime)]
+        created_at: String,
+        /// When it was revoked; a revoked token signs nothing in.
+        #[schema(format = DateTime)]
+        revoked_at: Option<String>,
+    }
+
+    /// A token just made, with its secret: shown this once, only its hash is kept.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct IssuedTokenBody {
+        /// The secret to send as `Authorization: Bearer TOKEN`.
+        token: String,
+        id: String,
+        role: String,
+        enterprise: Option<String>,
+        #[schema(format = DateTime)]
+        created_at: String,
     }
 
     /// The ledger's head position, as the live updates announce it.

@@ -14,6 +14,7 @@ mod live;
 mod manuals;
 mod movements;
 mod query;
+mod tokens;
 mod views;
 
 use std::future::Future;
@@ -77,6 +78,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(views::deadlines))
         .routes(routes!(views::audit))
         .routes(routes!(live::events))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::healthz))
 }

@@ -179,11 +179,7 @@ pub async fn deadlines(
     Ok(Json(Value::Array(
         deadlines
             .iter()
-            .map(|d| {
-                json!({"due": d.due.to_string(), "days_remaining": d.days_remaining,
-                    "overdue": d.days_remaining < 0, "manual": d.manual, "enterprise": d.enterprise,
-                    "kind": d.kind, "event": d.event, "detail": d.detail})
-            })
+            .map(bondledger_ledger::json::deadline_json)
             .collect(),
     )))
 }

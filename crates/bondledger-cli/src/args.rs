@@ -131,6 +131,15 @@ pub enum TokenCommand {
         #[arg(long)]
         label: Option<String>,
     },
+    /// Lists every token made on this ledger, revoked ones too (never a
+    /// secret).
+    List,
+    /// Revokes a token by its id: from now on it signs nothing in. The
+    /// token stays listed, as the events it appended name it.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+    },
 }
 
 /// The roles of interchange §2 `token create`.

@@ -182,16 +182,36 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             serve(ledger, listen).await
         }
-        Command::Token {
-            command:
+        Command::Token { command } => {
+            let ledger = open().await?;
+            match command {
                 TokenCommand::Create {
                     role,
                     enterprise,
                     label,
+                } => create_token(&ledger, role, enterprise, label, cli.format).await,
+                TokenCommand::List => {
+                    output::print_tokens(&ledger.list_tokens().await?, cli.format);
+                    Ok(exit::OK)
+                }
+                TokenCommand::Revoke { id } => match ledger.revoke_token(&id).await? {
+                    Some(token) => {
+                        match cli.format {
+                            Format::Json => {
+                                output::print_json(&bondledger_ledger::json::token_json(&token))
+                            }
+                            Format::Table | Format::Csv => {
+                                eprintln!("token {id} is revoked; it signs nothing in any more")
+                            }
+                        }
+                        Ok(exit::OK)
+                    }
+                    None => {
+                        eprintln!("bondledger: no token {id} in this ledger (see `token list`)");
+                        Ok(exit::MALFORMED)
+                    }
                 },
-        } => {
-            let ledger = open().await?;
-            create_token(&ledger, role, enterprise, label, cli.format).await
+            }
         }
     }
 }
@@ -423,13 +443,7 @@ async fn create_token(
     };
     let principal = &issued.principal;
     match format {
-        Format::Json => output::print_json(&serde_json::json!({
-            "token": issued.secret,
-            "id": principal.token_id,
-            "role": principal.role.as_str(),
-            "enterprise": principal.enterprise,
-            "created_at": issued.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        })),
+        Format::Json => output::print_json(&bondledger_ledger::json::issued_token_json(&issued)),
         Format::Table | Format::Csv => {
             println!("{}", issued.secret);
             let bound = principal

@@ -6,7 +6,7 @@ use std::io::Write;
 use bondledger_domain::trace::TraceRow;
 use bondledger_domain::{format6, ManualState, Report};
 use bondledger_ledger::json::{balance_json, event_json, history_entry_json};
-use bondledger_ledger::{Deadline, HistoryEntry};
+use bondledger_ledger::{Deadline, HistoryEntry, TokenInfo};
 use bondledger_store::StoredEvent;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
@@ -392,15 +392,69 @@ pub fn print_deadlines(deadlines: &[Deadline], format: Format) {
         Format::Json => print_json(&Value::Array(
             deadlines
                 .iter()
-                .map(|d| {
-                    json!({"due": d.due.to_string(), "days_remaining": d.days_remaining, "overdue": d.days_remaining < 0,
-                        "manual": d.manual, "enterprise": d.enterprise, "kind": d.kind, "event": d.event, "detail": d.detail})
-                })
+                .map(bondledger_ledger::json::deadline_json)
                 .collect(),
         )),
         Format::Csv => print_csv(&header, &rows),
         Format::Table => {
-            let mut out = table(&["due 期限", "days 剩余天数", "manual 手册", "enterprise", "kind", "event", "detail"]);
+            let mut out = table(&[
+                "due 期限",
+                "days 剩余天数",
+                "manual 手册",
+                "enterprise",
+                "kind",
+                "event",
+                "detail",
+            ]);
+            for row in rows {
+                out.add_row(row.to_vec());
+            }
+            println!("{out}");
+        }
+    }
+}
+
+pub fn print_tokens(tokens: &[TokenInfo], format: Format) {
+    let moment =
+        |m: &chrono::DateTime<chrono::Utc>| m.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let rows: Vec<[String; 6]> = tokens
+        .iter()
+        .map(|t| {
+            [
+                t.principal.token_id.clone(),
+                t.principal.role.as_str().to_owned(),
+                t.principal.enterprise.clone().unwrap_or_default(),
+                t.label.clone().unwrap_or_default(),
+                moment(&t.created_at),
+                t.revoked_at.as_ref().map(moment).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "id",
+        "role",
+        "enterprise",
+        "label",
+        "created_at",
+        "revoked_at",
+    ];
+    match format {
+        Format::Json => print_json(&Value::Array(
+            tokens
+                .iter()
+                .map(bondledger_ledger::json::token_json)
+                .collect(),
+        )),
+        Format::Csv => print_csv(&header, &rows),
+        Format::Table => {
+            let mut out = table(&[
+                "id",
+                "role 角色",
+                "enterprise 企业",
+                "label",
+                "created 创建",
+                "revoked 吊销",
+            ]);
             for row in rows {
                 out.add_row(row.to_vec());
             }

@@ -126,6 +126,25 @@ impl fmt::Debug for IssuedToken {
     }
 }
 
+/// A token as listed: what it may do and when it was made or revoked;
+/// never its secret, nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub principal: Principal,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+fn token_info(row: &TokenRow) -> Result<TokenInfo, LedgerError> {
+    Ok(TokenInfo {
+        principal: principal_of(row)?,
+        label: row.label.clone(),
+        created_at: row.created_at,
+        revoked_at: row.revoked_at,
+    })
+}
+
 /// Why a token was not made or a request not allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -270,7 +289,25 @@ impl Ledger {
         if !bool::from(row.hash.as_bytes().ct_eq(hash.as_bytes())) {
             return Ok(None);
         }
+        if row.revoked_at.is_some() {
+            return Ok(None);
+        }
         principal_of(&row).map(Some)
+    }
+
+    /// Every token made on this ledger, revoked ones too, oldest first;
+    /// never a secret or a hash.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, LedgerError> {
+        let rows = self.store.list_tokens().await?;
+        rows.iter().map(token_info).collect()
+    }
+
+    /// Revokes a token: from now on it signs nothing in. Revoking one
+    /// already revoked changes nothing; `None` when there is no such token.
+    #[tracing::instrument(name = "bondledger.ledger.revoke_token", skip(self))]
+    pub async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, LedgerError> {
+        let row = self.store.revoke_token(id, Utc::now()).await?;
+        row.as_ref().map(token_info).transpose()
     }
 
     pub async fn token_count(&self) -> Result<i64, LedgerError> {

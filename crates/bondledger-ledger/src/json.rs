@@ -10,7 +10,7 @@ use bondledger_store::StoredEvent;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
-use crate::HistoryEntry;
+use crate::{Deadline, HistoryEntry, IssuedToken, TokenInfo};
 
 /// `balance --format json`: every material's balance (its expected
 /// remaining) and what is at contractors.
@@ -101,5 +101,49 @@ pub fn manual_json(row: &ManualRow) -> Value {
         "status": row.status,
         "closed": row.closed,
         "findings": row.findings,
+    })
+}
+
+/// A moment as every JSON answer writes it: RFC 3339, microseconds, `Z`.
+fn moment_json(moment: &chrono::DateTime<chrono::Utc>) -> Value {
+    Value::from(moment.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+/// `token list --format json` and `GET /api/v1/tokens`: a token without
+/// its secret or hash.
+pub fn token_json(token: &TokenInfo) -> Value {
+    json!({
+        "id": token.principal.token_id,
+        "role": token.principal.role.as_str(),
+        "enterprise": token.principal.enterprise,
+        "label": token.label,
+        "created_at": moment_json(&token.created_at),
+        "revoked_at": token.revoked_at.as_ref().map(moment_json),
+    })
+}
+
+/// `token create --format json` and `POST /api/v1/tokens`: the new token
+/// with its secret, shown this once.
+pub fn issued_token_json(issued: &IssuedToken) -> Value {
+    json!({
+        "token": issued.secret,
+        "id": issued.principal.token_id,
+        "role": issued.principal.role.as_str(),
+        "enterprise": issued.principal.enterprise,
+        "created_at": moment_json(&issued.created_at),
+    })
+}
+
+/// `deadlines --format json` and `GET /api/v1/deadlines`: one deadline.
+pub fn deadline_json(deadline: &Deadline) -> Value {
+    json!({
+        "due": deadline.due.to_string(),
+        "days_remaining": deadline.days_remaining,
+        "overdue": deadline.days_remaining < 0,
+        "manual": deadline.manual,
+        "enterprise": deadline.enterprise,
+        "kind": deadline.kind,
+        "event": deadline.event,
+        "detail": deadline.detail,
     })
 }

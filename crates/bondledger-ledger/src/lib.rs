@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bondledger_domain::{Malformed, RuleId};
 use bondledger_store::{EventStore, StoreError};
 
-pub use access::{Access, AccessError, IssuedToken, ManualOwners, Principal, Role};
+pub use access::{Access, AccessError, IssuedToken, ManualOwners, Principal, Role, TokenInfo};
 pub use bondledger_domain::trace::{Lot, TraceRow, Tracer};
 pub use import::{AppendedMovement, ImportOutcome, MAX_LISTED_MOVEMENTS};
 pub use pages::{Page, MAX_PAGE_ENTRIES};

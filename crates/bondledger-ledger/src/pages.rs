@@ -1,6 +1,8 @@
 //! Queries a page at a time, for callers that answer one request with a
 //! bounded piece of a history or timeline (the API).
 
+use std::ops::ControlFlow;
+
 use bondledger_store::readmodel::TimelineFilter;
 use bondledger_store::{StoredEvent, MAX_PAGE_EVENTS};
 
@@ -21,8 +23,8 @@ impl Ledger {
     /// The history entries with versions above `after`, at most `limit`
     /// (and at most [`MAX_PAGE_ENTRIES`]); `None`: no such manual (then).
     ///
-    /// Balances need the state before the page, so the stream is replayed
-    /// from its start; only the page's entries are kept.
+    /// Balances need the state before the page: the replay starts from the
+    /// latest snapshot at or before `after` and stops once the page is full.
     pub async fn history_page(
         &self,
         manual: &str,
@@ -34,19 +36,20 @@ impl Ledger {
         let mut entries = Vec::new();
         let mut more = false;
         let state = self
-            .replay_every_event(manual, as_of, |stored, recorded, state| {
-                if stored.version <= after || more {
-                    return;
+            .replay_after(manual, as_of, after, |stored, recorded, state| {
+                if stored.version <= after {
+                    return ControlFlow::Continue(());
                 }
                 if entries.len() == limit {
                     more = true;
-                    return;
+                    return ControlFlow::Break(());
                 }
                 entries.push(HistoryEntry {
                     stored: stored.clone(),
                     recorded: recorded.clone(),
                     balances: state.balances(),
                 });
+                ControlFlow::Continue(())
             })
             .await?;
         if state.is_none() {

@@ -2,6 +2,7 @@
 //! it stood at a version, a moment of recording, or a business date.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 
 use bondledger_domain::movement::ItemNo;
 use bondledger_domain::{
@@ -51,9 +52,27 @@ impl Ledger {
         &self,
         manual: &str,
         as_of: AsOf,
-        each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
+        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
-        let start = self.start_from_snapshot(manual, as_of).await?;
+        let start = self.start_from_snapshot(manual, as_of, i64::MAX).await?;
+        self.replay_from(manual, as_of, start, |stored, recorded, state| {
+            each(stored, recorded, state);
+            ControlFlow::Continue(())
+        })
+        .await
+    }
+
+    /// As [`Ledger::replay`], from the latest usable snapshot at or before
+    /// `version` (so `each` sees every event after `version`), until `each`
+    /// says to stop: a page of a history does not replay what came before it.
+    pub(crate) async fn replay_after(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        version: i64,
+        each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) -> ControlFlow<()> + Send,
+    ) -> Result<Option<ManualState>, LedgerError> {
+        let start = self.start_from_snapshot(manual, as_of, version).await?;
         self.replay_from(manual, as_of, start, each).await
     }
 
@@ -62,13 +81,17 @@ impl Ledger {
         &self,
         manual: &str,
         as_of: AsOf,
-        each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
+        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
         let replay = match as_of {
             AsOf::Date(date) => Replay::as_of_date(date),
             _ => Replay::new(),
         };
-        self.replay_from(manual, as_of, (replay, 1), each).await
+        self.replay_from(manual, as_of, (replay, 1), |stored, recorded, state| {
+            each(stored, recorded, state);
+            ControlFlow::Continue(())
+        })
+        .await
     }
 
     async fn replay_from(
@@ -76,7 +99,7 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
         (mut replay, mut next_version): (Replay, i64),
-        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
+        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) -> ControlFlow<()> + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
         loop {
             // As of a version, read no further than it: a page is costly.
@@ -104,7 +127,9 @@ impl Ledger {
                 let recorded = decode(stored)?;
                 if replay.apply(&recorded, &event_reference(stored)) {
                     if let Some(state) = replay.state() {
-                        each(stored, &recorded, state);
+                        if each(stored, &recorded, state).is_break() {
+                            return Ok(replay.into_state());
+                        }
                     }
                 }
             }
@@ -113,11 +138,13 @@ impl Ledger {
     }
 
     /// Where a replay as of `as_of` can start: the latest snapshot that holds
-    /// only events the query sees, or the start of the stream.
+    /// only events the query sees, none after `version_cap`, or the start of
+    /// the stream.
     async fn start_from_snapshot(
         &self,
         manual: &str,
         as_of: AsOf,
+        version_cap: i64,
     ) -> Result<(Replay, i64), LedgerError> {
         let date_limit = match as_of {
             AsOf::Date(date) => Some(date),
@@ -125,9 +152,9 @@ impl Ledger {
         };
         let fresh = (date_limit.map_or_else(Replay::new, Replay::as_of_date), 1);
         let (max_version, max_recorded) = match as_of {
-            AsOf::Version(version) => (version, None),
-            AsOf::Recorded(moment) => (i64::MAX, Some(moment)),
-            AsOf::Latest | AsOf::Date(_) => (i64::MAX, None),
+            AsOf::Version(version) => (version.min(version_cap), None),
+            AsOf::Recorded(moment) => (version_cap, Some(moment)),
+            AsOf::Latest | AsOf::Date(_) => (version_cap, None),
         };
         let Some(snapshot) = self
             .store

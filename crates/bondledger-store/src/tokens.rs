@@ -37,6 +37,8 @@ pub struct TokenRow {
     pub enterprise: Option<String>,
     pub label: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When it stopped signing anything in; `None` while it still does.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
@@ -52,6 +54,19 @@ pub trait TokenStore: Send + Sync {
     /// The token whose secret hashes to `hash`.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
 
+    /// Every token held, revoked ones too, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+
+    /// Marks a token revoked at `at`, unless it already was (then it keeps
+    /// its first revocation); the token as held afterwards, `None` when there
+    /// is no such token. The row stays: events name the token that appended them.
+    async fn revoke_token(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<TokenRow>, StoreError>;
+
+    /// Every token held, revoked ones too.
     async fn token_count(&self) -> Result<i64, StoreError>;
 }
 
@@ -90,15 +105,25 @@ pub(crate) type TokenColumns = (
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
 );
 
+/// The columns `TokenColumns` reads, for every query that reads a token.
+pub(crate) const TOKEN_COLUMNS: &str = "id, hash, role, enterprise, label, created_at, revoked_at";
+
 pub(crate) fn token_from_row(row: TokenColumns) -> Result<TokenRow, StoreError> {
-    let (id, hash, role, enterprise, label, created_at) = row;
-    let created_at = DateTime::parse_from_rfc3339(&created_at)
-        .map_err(|error| {
-            StoreError::Integrity(format!("token {id}: unreadable created_at: {error}"))
-        })?
-        .with_timezone(&Utc);
+    let (id, hash, role, enterprise, label, created_at, revoked_at) = row;
+    let moment = |column: &str, text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .map(|moment| moment.with_timezone(&Utc))
+            .map_err(|error| {
+                StoreError::Integrity(format!("token {id}: unreadable {column}: {error}"))
+            })
+    };
+    let created_at = moment("created_at", &created_at)?;
+    let revoked_at = revoked_at
+        .map(|text| moment("revoked_at", &text))
+        .transpose()?;
     Ok(TokenRow {
         id,
         hash,
@@ -106,7 +131,19 @@ pub(crate) fn token_from_row(row: TokenColumns) -> Result<TokenRow, StoreError> 
         enterprise,
         label,
         created_at,
+        revoked_at,
     })
+}
+
+/// Whether text is a token id the store could have made (a UUID); anything
+/// else is no token's, and is not looked up.
+pub(crate) fn is_token_id(text: &str) -> bool {
+    uuid::Uuid::try_parse(text).is_ok()
+}
+
+/// A moment as the store keeps it: microseconds.
+pub(crate) fn to_micros(moment: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(moment.timestamp_micros()).unwrap_or(moment)
 }
 
 /// Implements [`TokenStore`] for a backend; `$write` and `$read` are pools,
@@ -156,12 +193,55 @@ macro_rules! impl_token_store {
                 if !$crate::tokens::is_token_hash(hash) {
                     return Ok(None);
                 }
-                let row: Option<$crate::tokens::TokenColumns> = sqlx::query_as(
-                    "SELECT id, hash, role, enterprise, label, created_at FROM access_tokens WHERE hash = $1",
-                )
+                let row: Option<$crate::tokens::TokenColumns> = sqlx::query_as(&format!(
+                    "SELECT {} FROM access_tokens WHERE hash = $1",
+                    $crate::tokens::TOKEN_COLUMNS
+                ))
                 .bind(hash)
                 .fetch_optional(&self.$read)
                 .await?;
+                row.map($crate::tokens::token_from_row).transpose()
+            }
+
+            async fn list_tokens(
+                &self,
+            ) -> Result<Vec<$crate::tokens::TokenRow>, $crate::StoreError> {
+                let rows: Vec<$crate::tokens::TokenColumns> = sqlx::query_as(&format!(
+                    "SELECT {} FROM access_tokens ORDER BY created_at, id",
+                    $crate::tokens::TOKEN_COLUMNS
+                ))
+                .fetch_all(&self.$read)
+                .await?;
+                rows.into_iter()
+                    .map($crate::tokens::token_from_row)
+                    .collect()
+            }
+
+            async fn revoke_token(
+                &self,
+                id: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<$crate::tokens::TokenRow>, $crate::StoreError> {
+                if !$crate::tokens::is_token_id(id) {
+                    return Ok(None);
+                }
+                let at = $crate::tokens::to_micros(at);
+                let mut tx = self.$write.begin().await?;
+                sqlx::query(
+                    "UPDATE access_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind($crate::chain::format_recorded_at(&at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let row: Option<$crate::tokens::TokenColumns> = sqlx::query_as(&format!(
+                    "SELECT {} FROM access_tokens WHERE id = $1",
+                    $crate::tokens::TOKEN_COLUMNS
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
                 row.map($crate::tokens::token_from_row).transpose()
             }
 
@@ -184,8 +264,8 @@ macro_rules! impl_token_store {
                 role: token.role,
                 enterprise: token.enterprise,
                 label: token.label,
-                // Microseconds, as every moment the store keeps.
-                created_at: chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now),
+                created_at: $crate::tokens::to_micros(now),
+                revoked_at: None,
             };
             sqlx::query(
                 "INSERT INTO access_tokens (id, hash, role, enterprise, label, created_at) \

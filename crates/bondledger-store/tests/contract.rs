@@ -62,5 +62,6 @@ contract_tests!(
     reopening_keeps_the_ledger,
     invalid_input_is_refused,
     tokens_are_found_by_hash_and_keep_nothing_else,
+    tokens_are_listed_and_revoked_without_being_deleted,
     only_one_first_token_is_kept_whoever_races,
 );

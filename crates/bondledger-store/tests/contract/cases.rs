@@ -999,6 +999,63 @@ pub async fn tokens_are_found_by_hash_and_keep_nothing_else(ledger: TestLedger) 
     assert_eq!(store.token_count().await.expect("count"), 1);
 }
 
+pub async fn tokens_are_listed_and_revoked_without_being_deleted(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let first = store
+        .insert_token(token(0x11, "auditor", None))
+        .await
+        .expect("kept");
+    let second = store
+        .insert_token(token(0x22, "recorder", Some("3101960042")))
+        .await
+        .expect("kept");
+    let listed = store.list_tokens().await.expect("listed");
+    assert_eq!(listed, vec![first.clone(), second.clone()], "oldest first");
+    assert!(listed.iter().all(|t| t.revoked_at.is_none()));
+
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123456789Z")
+        .expect("a moment")
+        .with_timezone(&chrono::Utc);
+    let revoked = store
+        .revoke_token(&first.id, at)
+        .await
+        .expect("revoked")
+        .expect("the token is there");
+    assert_eq!(
+        revoked.revoked_at.map(|m| m.timestamp_micros()),
+        Some(at.timestamp_micros()),
+        "kept to the microsecond"
+    );
+    assert_eq!(revoked.hash, first.hash);
+    // Revoking again keeps the first moment; the row is never deleted.
+    let later = at + chrono::Duration::hours(1);
+    let again = store
+        .revoke_token(&first.id, later)
+        .await
+        .expect("revoked")
+        .expect("still there");
+    assert_eq!(again.revoked_at, revoked.revoked_at);
+    let found = store
+        .token_by_hash(&first.hash)
+        .await
+        .expect("looked up")
+        .expect("still held");
+    assert_eq!(found.revoked_at, revoked.revoked_at);
+    assert_eq!(store.token_count().await.expect("count"), 2);
+    let listed = store.list_tokens().await.expect("listed");
+    assert_eq!(listed[1], second, "the other token is untouched");
+    for unknown in ["0190f0f0-0000-7000-8000-000000000000", "", "x' OR '1'='1"] {
+        assert!(
+            store
+                .revoke_token(unknown, at)
+                .await
+                .expect("looked up")
+                .is_none(),
+            "{unknown:?}"
+        );
+    }
+}
+
 pub async fn only_one_first_token_is_kept_whoever_races(ledger: TestLedger) {
     let store = ledger.store.clone();
     let racers = 8u8;
