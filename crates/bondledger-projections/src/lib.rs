@@ -205,15 +205,31 @@ impl Runner {
                     }
                 }
             }
-            self.store
+            let committed = self
+                .store
                 .commit_projection(ProjectionBatch {
                     projection: name.to_owned(),
                     from_position: checkpoint,
                     to_position: last,
                     changes,
                 })
-                .await?;
-            checkpoint = last;
+                .await;
+            match committed {
+                Ok(()) => checkpoint = last,
+                // Another runner (another process) applied these events
+                // first: its rows stand; go on from where it got to, with
+                // states read afresh.
+                Err(StoreError::Conflict { .. }) => {
+                    checkpoint = self.store.checkpoint(name).await?;
+                    followed.clear();
+                    tracing::debug!(
+                        projection = name,
+                        checkpoint,
+                        "another runner moved the checkpoint"
+                    );
+                }
+                Err(error) => return Err(error.into()),
+            }
             let head = self.store.head_position().await?;
             progress(name, checkpoint, head);
         }

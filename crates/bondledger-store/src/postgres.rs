@@ -466,7 +466,16 @@ fn decode_event(row: &PgRow) -> Result<EventRow, StoreError> {
     })
 }
 
-crate::readmodel::impl_read_models!(PostgresStore, sqlx::Postgres, pool, pool);
+crate::readmodel::impl_read_models!(
+    PostgresStore,
+    sqlx::Postgres,
+    pool,
+    pool,
+    "BEGIN",
+    // A transaction-scoped advisory lock per projection: a second runner
+    // (another process) waits, then finds the checkpoint moved.
+    Some("SELECT pg_advisory_xact_lock(7310, hashtext($1))")
+);
 crate::tokens::impl_token_store!(
     PostgresStore,
     sqlx::Postgres,

@@ -197,9 +197,13 @@ pub trait ReadModels: Send + Sync {
     ) -> Result<Option<SnapshotRow>, StoreError>;
 }
 
-/// Implements [`ReadModels`] for a backend; `$write` and `$read` are pools.
+/// Implements [`ReadModels`] for a backend; `$write` and `$read` are pools,
+/// `$begin` the statement that opens a projection's write transaction and
+/// `$lock` one (taking the projection's name) that keeps two processes'
+/// runners of one projection apart until commit, where the backend needs it
+/// (`BEGIN IMMEDIATE` already holds SQLite's one write lock).
 macro_rules! impl_read_models {
-    ($store:ty, $db:ty, $write:ident, $read:ident) => {
+    ($store:ty, $db:ty, $write:ident, $read:ident, $begin:expr, $lock:expr) => {
         #[async_trait::async_trait]
         impl $crate::readmodel::ReadModels for $store {
             async fn checkpoint(&self, projection: &str) -> Result<i64, $crate::StoreError> {
@@ -212,7 +216,11 @@ macro_rules! impl_read_models {
 
             async fn commit_projection(&self, batch: $crate::readmodel::ProjectionBatch) -> Result<(), $crate::StoreError> {
                 use $crate::readmodel::Change;
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.$write.begin_with($begin).await?;
+                let lock: Option<&str> = $lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).bind(&batch.projection).execute(&mut *tx).await?;
+                }
                 let current: Option<(i64,)> = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1")
                     .bind(&batch.projection)
                     .fetch_optional(&mut *tx)
@@ -324,7 +332,11 @@ macro_rules! impl_read_models {
                 if tables.is_empty() {
                     return Err($crate::StoreError::InvalidInput(format!("no projection named {projection:?}")));
                 }
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.$write.begin_with($begin).await?;
+                let lock: Option<&str> = $lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).bind(projection).execute(&mut *tx).await?;
+                }
                 for table in tables {
                     sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
                 }

@@ -454,6 +454,15 @@ fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|error| StoreError::Integrity(format!("unreadable recorded_at {text:?}: {error}")))
 }
 
-crate::readmodel::impl_read_models!(SqliteStore, sqlx::Sqlite, writer, readers);
+// IMMEDIATE takes the database's write lock before the checkpoint is read, so a
+// runner in another process cannot move it between the read and the commit.
+crate::readmodel::impl_read_models!(
+    SqliteStore,
+    sqlx::Sqlite,
+    writer,
+    readers,
+    "BEGIN IMMEDIATE",
+    None
+);
 // One writer connection keeps first-token inserts apart.
 crate::tokens::impl_token_store!(SqliteStore, sqlx::Sqlite, writer, readers, None);
