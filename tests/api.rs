@@ -1303,6 +1303,136 @@ fn history_pages_from_snapshots_equal_a_whole_replay(test: TestLedger) {
     }
 }
 
+// ---- hostile input ----------------------------------------------------------
+
+/// Every byte but letters and digits percent-encoded, as a client sends it.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// SQL injection, path traversal, wildcards and control characters in every
+/// query parameter and path segment: a clear 4xx or an empty answer, never
+/// a server error, never a wildcard match, and the ledger unchanged.
+fn hostile_parameters_are_refused_or_match_nothing(test: TestLedger) {
+    let api = Api::new(test);
+    api.seed();
+    let hostile = [
+        "' OR '1'='1",
+        "1; DROP TABLE events; --",
+        "C31012600042' --",
+        "\" OR \"\"=\"",
+        "../../../../etc/passwd",
+        "..\\..\\windows\\win.ini",
+        "%",
+        "_",
+        "*",
+        "%00",
+        "\u{0}",
+        "\n\r",
+        "<script>alert(1)</script>",
+        "${jndi:ldap://x}",
+        "9999999999999999999999999",
+        "-1",
+        "💥",
+    ];
+    let mut problems = Vec::new();
+    for value in hostile {
+        let v = percent_encoded(value);
+        let mut paths = vec![
+            format!("/api/v1/manuals/{v}/balance"),
+            format!("/api/v1/manuals/{v}/verification"),
+            format!("/api/v1/manuals/{v}/history"),
+            format!("/api/v1/deadlines?enterprise={v}"),
+            format!("/api/v1/audit?manual={v}"),
+            format!("/assets/{v}"),
+        ];
+        for param in ["as_of_position", "as_of_recorded", "as_of_date"] {
+            paths.push(format!("/api/v1/manuals/{MANUAL_A}/balance?{param}={v}"));
+        }
+        for param in ["after", "limit"] {
+            paths.push(format!("/api/v1/manuals/{MANUAL_A}/history?{param}={v}"));
+        }
+        for param in [
+            "manual",
+            "enterprise",
+            "hs",
+            "declaration",
+            "counterparty",
+            "from",
+            "to",
+            "after",
+            "limit",
+            "follow_carryover",
+        ] {
+            paths.push(format!("/api/v1/timeline?{param}={v}"));
+        }
+        for path in paths {
+            for token in [&api.admin, &api.recorder_a] {
+                let answer = api.get(&path, token);
+                let status = answer.status.as_u16();
+                if !matches!(status, 200 | 400 | 403 | 404) {
+                    problems.push(format!("{value:?}: GET {path}: {status} {}", answer.text));
+                }
+                if status != 200 && !answer.body["error"].is_string() {
+                    problems.push(format!(
+                        "{value:?}: GET {path}: no JSON error: {}",
+                        answer.text
+                    ));
+                }
+                // Accepted, a filter matches what it says, not a pattern.
+                if status == 200 && path.starts_with("/api/v1/timeline") && answer.array_len() > 0 {
+                    let kept = ["after", "limit", "follow_carryover"]
+                        .iter()
+                        .any(|p| path.contains(&format!("?{p}=")));
+                    if !kept {
+                        problems.push(format!(
+                            "{value:?}: GET {path} matched {}",
+                            answer.array_len()
+                        ));
+                    }
+                }
+                if path.starts_with("/assets/") && status == 200 {
+                    problems.push(format!("{value:?}: {path} served a file"));
+                }
+            }
+        }
+        let revoked = api.request(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{v}"),
+            Some(&api.admin),
+            Body::empty(),
+        );
+        if revoked.status != StatusCode::NOT_FOUND {
+            problems.push(format!("{value:?}: DELETE token: {}", revoked.status));
+        }
+    }
+    for path in [
+        "/assets/../../Cargo.toml",
+        "/assets/%2e%2e/%2e%2e/Cargo.toml",
+        "/assets/..%2f..%2fCargo.toml",
+        "/assets//etc/passwd",
+    ] {
+        let answer = api.get(path, &api.admin);
+        if answer.status != StatusCode::NOT_FOUND {
+            problems.push(format!("{path}: {}", answer.status));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(api.events(MANUAL_A), 4, "the ledger is unchanged");
+    let audit = api
+        .get("/api/v1/audit", &api.admin)
+        .expect(StatusCode::OK, "the audit");
+    assert_eq!(audit.body["intact"], true, "{}", audit.text);
+}
+
 // ---- the role × route matrix ----------------------------------------------
 
 /// Who presents what: no token, an unknown one, and a token of each role.
@@ -1741,6 +1871,12 @@ fn serve_signs_in_once_and_finishes_the_append_in_flight(test: TestLedger) {
         .send()
         .expect("manuals");
     assert_eq!(anonymous.status(), 401);
+    // The sign-in address as a browser opens it: the token in the query.
+    let page = http
+        .get(server.sign_in().expect("the sign-in address"))
+        .send()
+        .expect("the page");
+    assert_eq!(page.status(), 200);
     let registration = json!([register(MANUAL_A, "s-0", ENTERPRISE_A, ENTERPRISE_A)]);
     let registered = http
         .post(server.url("/api/v1/movements"))
@@ -1774,8 +1910,10 @@ fn serve_signs_in_once_and_finishes_the_append_in_flight(test: TestLedger) {
         Some(bondledger_api::MAX_BATCH_MOVEMENTS)
     );
     assert_eq!(server.wait(), Some(0), "a clean exit after the signal");
-    // The log shows the signal came while the batch was being appended.
+    // The log shows the signal came while the batch was being appended,
+    // and never the token (sent as a header, and as a sign-in query).
     let log = std::fs::read_to_string(test.dir.path().join("serve-1.log")).expect("the log");
+    assert!(!log.contains(&token[3..]), "a token in the log:\n{log}");
     let signalled = log.find("shutting down").expect("the signal is logged");
     let finished = log
         .rfind("finished processing request")
@@ -1920,4 +2058,5 @@ on_both_backends! {
     an_admin_makes_lists_and_revokes_tokens;
     tokens_are_listed_and_revoked_from_the_command_line;
     history_pages_from_snapshots_equal_a_whole_replay;
+    hostile_parameters_are_refused_or_match_nothing;
 }

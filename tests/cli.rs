@@ -167,6 +167,16 @@ fn malformed_and_hostile_lines_change_nothing(ledger: TestLedger) {
             "manual",
         ),
         ("a bad date", with("date", json!("2026-02-30")), "date"),
+        (
+            "a NUL in a text",
+            with("declaration", json!("31012026\u{0}1000010001")),
+            "declaration",
+        ),
+        (
+            "a control character in an id",
+            with("id", json!("m-\u{1b}[2J")),
+            "U+001B",
+        ),
         ("not an object", "[1,2,3]".to_owned(), "object"),
         (
             "deep nesting",

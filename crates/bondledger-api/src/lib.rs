@@ -42,6 +42,7 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use live::MAX_LIVE_STREAMS;
+pub use movements::parse_batch as parse_movements_body;
 pub use query::DEFAULT_PAGE_ENTRIES;
 
 /// The largest request body taken.

@@ -90,9 +90,10 @@ async fn refresh_read_models(ledger: &Ledger) {
     }
 }
 
-/// Reads a body as one movement or an array of them, each as a line of a
-/// movement file: the same checks, the same limits.
-fn parse_batch(body: &[u8]) -> Result<Vec<Envelope>, ApiError> {
+/// Reads a body as one movement or an array of them (at most
+/// [`MAX_BATCH_MOVEMENTS`]), each as a line of a movement file: the same
+/// checks, the same limits; the first at fault named by index and field.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Envelope>, ApiError> {
     let not_json =
         |error: serde_json::Error| ApiError::malformed(None, format!("not JSON: {error}"));
     let first = body.iter().find(|b| !b.is_ascii_whitespace());

@@ -22,6 +22,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state).await?;
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(_, value)| value.chars().any(char::is_control))
+        {
+            return Err(ApiError::malformed(Some(name), "holds a control character"));
+        }
         let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(value))
     }

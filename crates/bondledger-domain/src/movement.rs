@@ -53,6 +53,35 @@ impl fmt::Display for Malformed {
     }
 }
 
+/// No text of a movement holds a control character (U+0000 to U+001F,
+/// U+007F to U+009F): none belongs in customs data, and some (NUL) no
+/// database keeps. `path` names the field, as `materials[0].name`.
+fn refuse_control_characters(path: &str, value: &Value) -> Result<(), Malformed> {
+    match value {
+        Value::String(text) => match text.chars().find(|c| c.is_control()) {
+            Some(c) => Err(Malformed::at(
+                path,
+                format!("holds the control character U+{:04X}", u32::from(c)),
+            )),
+            None => Ok(()),
+        },
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| refuse_control_characters(&format!("{path}[{i}]"), item)),
+        Value::Object(fields) => fields.iter().try_for_each(|(name, item)| {
+            if name.chars().any(char::is_control) {
+                return Err(Malformed::at(
+                    path,
+                    "a field name holds a control character",
+                ));
+            }
+            refuse_control_characters(&format!("{path}.{name}"), item)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
 macro_rules! checked_string {
     ($(#[$doc:meta])* $name:ident, $what:literal, $check:expr) => {
         $(#[$doc])*
@@ -759,6 +788,9 @@ pub fn parse_line(value: Value) -> Result<Envelope, Malformed> {
     let Value::Object(mut fields) = value else {
         return Err(Malformed::whole("a line must be a JSON object"));
     };
+    for (name, value) in &fields {
+        refuse_control_characters(name, value)?;
+    }
     let kind_name = match fields.remove("type") {
         Some(Value::String(name)) => name,
         Some(_) => return Err(Malformed::at("type", "must be a string")),
@@ -925,6 +957,26 @@ mod tests {
         let envelope = parse_line(line.clone()).expect("valid line");
         assert_eq!(envelope.movement.kind(), MovementKind::MaterialImported);
         assert_eq!(Value::Object(envelope.to_line()), line);
+    }
+
+    #[test]
+    fn refuses_control_characters_in_any_text_and_names_where() {
+        let registration = |name: &str| {
+            json!({"type":"manual_registered","manual":"C22012600001","date":"2026-01-02","trade_mode":"purchased",
+                "enterprise":"2201960001","valid_until":"2026-12-31","materials":[{"item":1,"hs":"3901100000",
+                "name":name,"spec":"-","unit":"千克","qty":"1"}],"products":[]})
+        };
+        assert!(parse_line(registration("低密度聚乙烯 LDPE\u{3000}(粒)")).is_ok());
+        for control in ['\u{0}', '\u{7}', '\t', '\n', '\u{1b}', '\u{7f}', '\u{85}'] {
+            let refused = parse_line(registration(&format!("聚乙烯{control}")))
+                .expect_err("a control character is refused");
+            assert_eq!(
+                refused.field.as_deref(),
+                Some("materials[0].name"),
+                "{control:?}"
+            );
+            assert!(refused.message.contains("control character"), "{refused}");
+        }
     }
 
     #[test]
