@@ -1433,6 +1433,70 @@ fn hostile_parameters_are_refused_or_match_nothing(test: TestLedger) {
     assert_eq!(audit.body["intact"], true, "{}", audit.text);
 }
 
+/// A request over its time is answered 503 `timeout`; an append it began
+/// still finishes, and the same batch sent again is found held.
+fn a_request_over_its_time_is_503_and_its_append_still_lands(test: TestLedger) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let ledger = runtime
+        .block_on(Ledger::open(&test.url))
+        .expect("the ledger opens");
+    let admin = runtime
+        .block_on(ledger.create_token(Role::Admin, None, None))
+        .expect("a token")
+        .secret;
+    let limits = bondledger_api::Limits {
+        request_timeout: Duration::from_millis(1),
+        max_concurrent_requests: 1,
+    };
+    let app = bondledger_api::router_with_limits(ledger, limits);
+    let mut batch = vec![register(MANUAL_A, "t-0", ENTERPRISE_A, ENTERPRISE_A)];
+    batch.extend((1..5000).map(|n| import(MANUAL_A, &format!("t-{n}"), "2026-02-10", "1")));
+    let body = Value::Array(batch).to_string();
+    let send = |method: Method, path: &str, body: String| {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+            .body(Body::from(body))
+            .expect("a request");
+        let app = app.clone();
+        runtime.block_on(async move {
+            let response = app.oneshot(request).await.expect("an answer");
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+                .await
+                .expect("a body");
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        })
+    };
+    let (status, answer) = send(Method::POST, "/api/v1/movements", body.clone());
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"], "timeout", "{answer}");
+    // The append goes on; once it has landed, the same batch is all held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let held = test.count("SELECT COUNT(*) FROM events");
+        if held == 5000 {
+            break;
+        }
+        assert!(held == 0, "all of the batch or none of it: {held}");
+        assert!(std::time::Instant::now() < deadline, "the append landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(runtime);
+    assert_eq!(
+        test.count("SELECT COUNT(DISTINCT caller_id) FROM events"),
+        5000
+    );
+}
+
 // ---- the role × route matrix ----------------------------------------------
 
 /// Who presents what: no token, an unknown one, and a token of each role.
@@ -2059,4 +2123,5 @@ on_both_backends! {
     tokens_are_listed_and_revoked_from_the_command_line;
     history_pages_from_snapshots_equal_a_whole_replay;
     hostile_parameters_are_refused_or_match_nothing;
+    a_request_over_its_time_is_503_and_its_append_still_lands;
 }

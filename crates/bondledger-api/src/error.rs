@@ -203,6 +203,14 @@ impl From<LedgerError> for ApiError {
                 index: line,
             },
             LedgerError::Contention { .. } => ApiError::Busy(error.to_string()),
+            LedgerError::Store(store) if store.is_transient() => {
+                tracing::warn!(error = %store, "the database failed; the caller may retry");
+                ApiError::Busy(
+                    "the database could not be reached or was busy; try again with the same ids: \
+                     a movement already held is not appended twice"
+                        .into(),
+                )
+            }
             LedgerError::Store(StoreError::InvalidInput(message)) => {
                 ApiError::malformed(None, message)
             }

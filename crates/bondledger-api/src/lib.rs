@@ -90,12 +90,36 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().split_for_parts().1
 }
 
-/// The API's routes over `ledger`, with its limits and request logs.
-pub fn router(ledger: Ledger) -> Router {
-    app(ledger, TaskTracker::new())
+/// What one server takes at once and how long it gives a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request not answered by then is answered 503 `timeout` (an append
+    /// it began still finishes: its ids make a retry harmless).
+    pub request_timeout: Duration,
+    /// Requests served at once; more wait their turn.
+    pub max_concurrent_requests: usize,
 }
 
-fn app(ledger: Ledger, appends: TaskTracker) -> Router {
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_timeout: REQUEST_TIMEOUT,
+            max_concurrent_requests: MAX_CONCURRENT_REQUESTS,
+        }
+    }
+}
+
+/// The API's routes over `ledger`, with the default limits and request logs.
+pub fn router(ledger: Ledger) -> Router {
+    app(ledger, TaskTracker::new(), Limits::default())
+}
+
+/// As [`router`], with these limits.
+pub fn router_with_limits(ledger: Ledger, limits: Limits) -> Router {
+    app(ledger, TaskTracker::new(), limits)
+}
+
+fn app(ledger: Ledger, appends: TaskTracker, limits: Limits) -> Router {
     let (routes, document) = documented_routes().split_for_parts();
     let openapi = serde_json::to_value(&document).unwrap_or_else(|error| {
         tracing::error!(%error, "the OpenAPI document cannot be written");
@@ -115,8 +139,13 @@ fn app(ledger: Ledger, appends: TaskTracker) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(middleware::from_fn(time_limit))
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS));
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            time_limit,
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests.max(1),
+        ));
     routes
         .route("/", axum::routing::get(dashboard::index))
         .route("/assets/{*name}", axum::routing::get(dashboard::asset))
@@ -145,12 +174,16 @@ fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
-async fn time_limit(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout(format!(
-            "the request took longer than {} s",
-            REQUEST_TIMEOUT.as_secs()
+            "the request took longer than {:.3} s",
+            limit.as_secs_f64()
         ))
         .into_response(),
     }
@@ -169,20 +202,22 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 pub async fn serve(
     ledger: Ledger,
     listen: SocketAddr,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    serve_listener(ledger, listener, shutdown).await
+    serve_listener(ledger, listener, limits, shutdown).await
 }
 
 /// As [`serve`], on a listener already bound (its port may have been 0).
 pub async fn serve_listener(
     ledger: Ledger,
     listener: TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let appends = TaskTracker::new();
-    let app = app(ledger, appends.clone());
+    let app = app(ledger, appends.clone(), limits);
     tracing::info!(address = %listener.local_addr()?, "serving the API");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -110,6 +110,13 @@ pub enum Command {
         /// already is not appended again).
         #[arg(long)]
         demo: bool,
+        /// Seconds a request may take before it is answered 503 (an append
+        /// it began still finishes).
+        #[arg(long, default_value_t = 120.0, value_parser = positive_seconds)]
+        request_timeout: f64,
+        /// Requests served at once; more wait their turn.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+        max_concurrent_requests: u16,
     },
     /// Access tokens of the HTTP API.
     Token {
@@ -258,5 +265,17 @@ impl AsOfArgs {
             return Ok(AsOf::Date(parsed));
         }
         Ok(AsOf::Latest)
+    }
+}
+
+/// A number of seconds above zero, up to a day.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(seconds)
+    } else {
+        Err(format!("{text} s: give more than 0 and at most 86400"))
     }
 }

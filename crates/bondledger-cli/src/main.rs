@@ -173,14 +173,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Demo => demo(open().await?).await,
-        Command::Serve { listen, demo } => {
+        Command::Serve {
+            listen,
+            demo,
+            request_timeout,
+            max_concurrent_requests,
+        } => {
             let ledger = open().await?;
             if demo {
                 if let Err(code) = load_demo(&ledger).await? {
                     return Ok(code);
                 }
             }
-            serve(ledger, listen).await
+            let limits = bondledger_api::Limits {
+                request_timeout: std::time::Duration::from_secs_f64(request_timeout),
+                max_concurrent_requests: usize::from(max_concurrent_requests),
+            };
+            serve(ledger, listen, limits).await
         }
         Command::Token { command } => {
             let ledger = open().await?;
@@ -224,6 +233,14 @@ fn no_such_manual(manual: &str) -> u8 {
 /// The exit status and message for a batch that was not taken.
 fn report_failure(error: &LedgerError) -> u8 {
     eprintln!("{error}");
+    if let LedgerError::Store(store) = error {
+        if store.is_transient() {
+            eprintln!(
+                "bondledger: the database connection failed; run the same import again: \
+                 movements already held are not appended twice"
+            );
+        }
+    }
     match error {
         LedgerError::Unreadable { .. }
         | LedgerError::Malformed { .. }
@@ -376,7 +393,11 @@ async fn load_demo(ledger: &Ledger) -> anyhow::Result<Result<Vec<String>, u8>> {
 
 /// Serves the API until Ctrl-C or SIGTERM; on a ledger with no token yet,
 /// first makes an admin token and prints the sign-in address, once.
-async fn serve(ledger: Ledger, listen: std::net::SocketAddr) -> anyhow::Result<u8> {
+async fn serve(
+    ledger: Ledger,
+    listen: std::net::SocketAddr,
+    limits: bondledger_api::Limits,
+) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -388,7 +409,7 @@ async fn serve(ledger: Ledger, listen: std::net::SocketAddr) -> anyhow::Result<u
         ),
         None => println!("serving on http://{address}"),
     }
-    bondledger_api::serve_listener(ledger, listener, shutdown_signal()).await?;
+    bondledger_api::serve_listener(ledger, listener, limits, shutdown_signal()).await?;
     Ok(exit::OK)
 }
 

@@ -32,3 +32,36 @@ pub enum StoreError {
     #[error("integrity error: {0}")]
     Integrity(String),
 }
+
+/// SQLSTATEs and SQLite codes of failures that say nothing about the request:
+/// the connection went away or the server is restarting (PostgreSQL class
+/// 08, 57P01–57P03), a serialization failure or deadlock (40001, 40P01), a
+/// busy or locked SQLite database (5, 6).
+const TRANSIENT_CODES: [&str; 12] = [
+    "08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03", "40001", "40P01", "5",
+    "6",
+];
+
+impl StoreError {
+    /// Whether the same request, tried again, may well succeed: the
+    /// database connection was lost, the server is restarting, or it was
+    /// busy. A transaction cut off this way is rolled back by the database;
+    /// one cut off at its commit may have committed, which a retry with the
+    /// same caller ids finds harmlessly.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(error) => match error {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(database) => database
+                    .code()
+                    .is_some_and(|code| TRANSIENT_CODES.contains(&code.as_ref())),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
