@@ -391,9 +391,16 @@ impl Batch {
                     events,
                 )
                 .await?;
-            // Ids were checked against the store before deciding, so the
-            // store appends every event it was given.
-            debug_assert_eq!(appended.len(), lines.len());
+            // Ids were checked against the store before deciding; fewer
+            // appended means another writer committed some of these ids
+            // since. Decide the file again: it will find them held.
+            if appended.len() != lines.len() {
+                return Err(LedgerError::Store(StoreError::Conflict {
+                    stream: manual.to_string(),
+                    expected: book.flushed,
+                    actual: book.flushed,
+                }));
+            }
             book.pending -= appended.len();
             for (line, event) in lines.into_iter().zip(appended) {
                 book.flushed = event.version;
