@@ -11,8 +11,8 @@ use sqlx::{Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
-    StreamHead, WriteTransaction,
+    append_in, may_have_written, refused_commit, restore_in, validate_stream_name, AppendPlan,
+    LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow};
 use crate::store::page_size;
@@ -166,6 +166,21 @@ impl AppendSession for PostgresSession {
         Ok(select_stream_head(&mut self.transaction, stream)
             .await?
             .version)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
+    async fn head_position(&mut self) -> Result<i64, StoreError> {
+        Ok(self.lock_ledger_head().await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
+    async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError> {
+        let outcome = restore_in(&mut *self, events).await;
+        if outcome.is_err() {
+            // A refusal may come after earlier runs of this call were written.
+            self.poisoned = true;
+        }
+        outcome
     }
 
     #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]

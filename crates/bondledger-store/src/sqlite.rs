@@ -14,8 +14,8 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
-    StreamHead, WriteTransaction,
+    append_in, may_have_written, refused_commit, restore_in, validate_stream_name, AppendPlan,
+    LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
@@ -177,6 +177,21 @@ impl AppendSession for SqliteSession {
         Ok(select_stream_head(&mut self.transaction, stream)
             .await?
             .version)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
+    async fn head_position(&mut self) -> Result<i64, StoreError> {
+        Ok(self.lock_ledger_head().await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
+    async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError> {
+        let outcome = restore_in(&mut *self, events).await;
+        if outcome.is_err() {
+            // A refusal may come after earlier runs of this call were written.
+            self.poisoned = true;
+        }
+        outcome
     }
 
     #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]
