@@ -643,3 +643,142 @@ fn stored_event(row: EventRow, payload: serde_json::Value, metadata: EventMetada
         hash: row.hash,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{event_hash, GENESIS};
+
+    /// Events of two interleaved streams, chained as the store chains them.
+    fn events() -> Vec<StoredEvent> {
+        let mut previous: HashMap<&str, [u8; 32]> = HashMap::new();
+        let mut versions: HashMap<&str, i64> = HashMap::new();
+        let mut out = Vec::new();
+        for (index, stream) in ["A", "B", "A", "A", "B"].into_iter().enumerate() {
+            let position = index as i64 + 1;
+            let version = versions.entry(stream).or_insert(0);
+            *version += 1;
+            let mut row = EventRow {
+                position,
+                event_id: Uuid::now_v7(),
+                caller_id: Some(format!("line-{position}")),
+                stream: stream.to_owned(),
+                version: *version,
+                event_type: "material_imported".to_owned(),
+                schema_version: 1,
+                payload_json: format!(r#"{{"movement":{{"qty":"{position}.5"}}}}"#),
+                metadata_json: r#"{"actor":"cli","causation_id":null,"correlation_id":null}"#
+                    .to_owned(),
+                business_date: NaiveDate::from_ymd_opt(2026, 3, 1).expect("a date"),
+                recorded_at: DateTime::from_timestamp_micros(1_790_000_000_000_000 + position)
+                    .expect("a time"),
+                hash: String::new(),
+            };
+            let hash = event_hash(previous.get(stream).unwrap_or(&GENESIS), &row);
+            previous.insert(stream, hash);
+            row.hash = hex::encode(hash);
+            out.push(row.into_stored().expect("a stored event"));
+        }
+        out
+    }
+
+    fn package(events: &[StoredEvent]) -> Vec<String> {
+        let head = events.last().map_or(0, |event| event.position);
+        let mut writer = PackageWriter::new(None, head, Utc::now());
+        let mut lines = vec![writer.header_line()];
+        lines.extend(events.iter().map(|event| writer.event_line(event)));
+        lines.push(writer.finish().0);
+        lines
+    }
+
+    fn check(lines: &[String]) -> PackageReport {
+        let mut verifier = PackageVerifier::new();
+        for line in lines {
+            verifier.line(line.as_bytes());
+        }
+        verifier.finish()
+    }
+
+    #[test]
+    fn a_package_as_written_is_intact_and_gives_back_its_events() {
+        let events = events();
+        let lines = package(&events);
+        let mut verifier = PackageVerifier::new();
+        let restored: Vec<StoredEvent> = lines
+            .iter()
+            .filter_map(|line| verifier.line(line.as_bytes()))
+            .collect();
+        let report = verifier.finish();
+        assert!(report.intact(), "{:?}", report.breaks);
+        assert_eq!(restored, events);
+        let manifest = report.manifest.expect("a manifest");
+        assert_eq!(manifest.events, 5);
+        assert_eq!(
+            manifest
+                .streams
+                .iter()
+                .map(|head| (head.stream.as_str(), head.version))
+                .collect::<Vec<_>>(),
+            vec![("A", 3), ("B", 2)]
+        );
+    }
+
+    #[test]
+    fn a_changed_quantity_is_named_by_stream_and_version() {
+        let mut lines = package(&events());
+        lines[4] = lines[4].replace("4.5", "40.5");
+        let report = check(&lines);
+        let chain_break = report
+            .breaks
+            .iter()
+            .find(|found| found.stream.is_some())
+            .expect("a chain break");
+        assert_eq!(chain_break.stream.as_deref(), Some("A"));
+        assert_eq!(chain_break.version, Some(3));
+        assert_eq!(chain_break.line, Some(5));
+        assert!(report
+            .breaks
+            .iter()
+            .any(|found| found.reason.contains("digest")));
+    }
+
+    #[test]
+    fn swapped_lines_a_cut_and_a_missing_manifest_are_breaks() {
+        let lines = package(&events());
+        let mut swapped = lines.clone();
+        swapped.swap(1, 3);
+        assert!(!check(&swapped).intact());
+        let mut cut = lines.clone();
+        cut.truncate(4);
+        let report = check(&cut);
+        assert!(report
+            .breaks
+            .iter()
+            .any(|found| found.reason.contains("no manifest")));
+        let mut half = lines.clone();
+        let last = half.len() - 1;
+        half[last] = half[last][..half[last].len() / 2].to_owned();
+        assert!(!check(&half).intact());
+        assert!(!check(&[]).intact());
+    }
+
+    #[test]
+    fn a_manifest_naming_another_head_is_a_break_in_that_stream() {
+        let mut lines = package(&events());
+        let last = lines.len() - 1;
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&lines[last]).expect("a manifest");
+        manifest["manifest"]["streams"][1]["version"] = serde_json::json!(1);
+        manifest["manifest"]["streams"][1]["events"] = serde_json::json!(1);
+        lines[last] = format!("{manifest}\n");
+        let report = check(&lines);
+        assert!(
+            report
+                .breaks
+                .iter()
+                .any(|found| found.stream.as_deref() == Some("B") && found.version == Some(2)),
+            "{:?}",
+            report.breaks
+        );
+    }
+}
