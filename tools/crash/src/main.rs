@@ -225,7 +225,10 @@ impl Harness {
         for round in 1..=self.options.kills {
             let file = self.generate('I', round)?;
             match self.import_round(runtime, &file, expected, &mut tally) {
-                Ok(()) => tally.survived += 1,
+                Ok(()) => {
+                    tally.survived += 1;
+                    eprintln!("import kill {round}: survived");
+                }
                 Err(error) => eprintln!("import kill {round}: NOT SURVIVED: {error:#}"),
             }
         }
@@ -297,7 +300,10 @@ impl Harness {
         for round in 1..=self.options.kills {
             let file = self.generate('S', round)?;
             match self.serve_round(runtime, &file, &token, expected, &mut tally) {
-                Ok(()) => tally.survived += 1,
+                Ok(()) => {
+                    tally.survived += 1;
+                    eprintln!("serve kill {round}: survived");
+                }
                 Err(error) => eprintln!("serve kill {round}: NOT SURVIVED: {error:#}"),
             }
         }
