@@ -62,6 +62,7 @@ pub(crate) trait WriteTransaction: Send {
     ) -> Result<Vec<EventRow>, StoreError>;
     async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError>;
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
+    async fn write_restore(&mut self, plan: &RestorePlan) -> Result<(), StoreError>;
 }
 
 /// Appends `events` to `stream` inside `transaction` (see [`crate::EventStore::append`]).
@@ -112,26 +113,79 @@ where
             events.len()
         )));
     }
-    let mut ledger_head = transaction.lock_ledger_head().await?;
-    let mut appended = Vec::with_capacity(events.len());
-    let mut events = events.into_iter().peekable();
-    while let Some(first) = events.next() {
-        // A run of consecutive events of one stream is one plan, as an append is.
-        let mut run = vec![first];
-        while let Some(next) = events.next_if(|next| next.stream == run[0].stream) {
-            run.push(next);
+    let ledger_head = transaction.lock_ledger_head().await?;
+    // One plan for the whole call, whatever the streams: on a log whose streams
+    // interleave, a plan per run of one stream would cost statements per event.
+    let mut streams: HashMap<String, StreamHead> = HashMap::new();
+    for event in &events {
+        if !streams.contains_key(&event.stream) {
+            let head = transaction.stream_head(&event.stream).await?;
+            streams.insert(event.stream.clone(), head);
         }
-        let stream_head = transaction.stream_head(&run[0].stream).await?;
-        let plan = plan_restored_rows(run, &stream_head, ledger_head)?;
-        transaction.write(&plan).await?;
-        let last = plan.last();
-        ledger_head = LedgerHead {
-            position: last.position,
-            recorded_at: Some(last.recorded_at),
-        };
-        appended.extend(plan.rows.iter().map(EventRow::appended));
     }
-    Ok(appended)
+    let plan = plan_restore(events, streams, ledger_head)?;
+    if plan.rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    transaction.write_restore(&plan).await?;
+    Ok(plan.rows.iter().map(EventRow::appended).collect())
+}
+
+/// The rows a restore writes, across streams, and each stream's head before and after.
+#[derive(Debug)]
+pub(crate) struct RestorePlan {
+    pub previous_position: i64,
+    pub rows: Vec<EventRow>,
+    /// (stream, version before, version after, hash after), by stream.
+    pub heads: Vec<(String, i64, i64, String)>,
+}
+
+fn plan_restore(
+    events: Vec<StoredEvent>,
+    mut streams: HashMap<String, StreamHead>,
+    ledger_head: LedgerHead,
+) -> Result<RestorePlan, StoreError> {
+    let before: HashMap<String, i64> = streams
+        .iter()
+        .map(|(stream, head)| (stream.clone(), head.version))
+        .collect();
+    let mut ledger_head = ledger_head;
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let stream_head = streams.get_mut(&event.stream).ok_or_else(|| {
+            StoreError::Integrity(format!("stream {}: no head read", event.stream))
+        })?;
+        let plan = plan_restored_rows(vec![event], stream_head, ledger_head)?;
+        let row =
+            plan.rows.into_iter().next().ok_or_else(|| {
+                StoreError::Integrity("a restore plan without its row".to_owned())
+            })?;
+        *stream_head = StreamHead {
+            version: row.version,
+            hash: Some(row.hash.clone()),
+        };
+        ledger_head = LedgerHead {
+            position: row.position,
+            recorded_at: Some(row.recorded_at),
+        };
+        rows.push(row);
+    }
+    let mut heads: Vec<(String, i64, i64, String)> = streams
+        .into_iter()
+        .filter_map(|(stream, head)| {
+            let previous = before.get(&stream).copied().unwrap_or(0);
+            let hash = head.hash?;
+            (head.version > previous).then_some((stream, previous, head.version, hash))
+        })
+        .collect();
+    heads.sort();
+    Ok(RestorePlan {
+        previous_position: rows
+            .first()
+            .map_or(ledger_head.position, |row| row.position - 1),
+        rows,
+        heads,
+    })
 }
 
 fn plan_restored_rows(
