@@ -118,6 +118,22 @@ pub enum Command {
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
         max_concurrent_requests: u16,
     },
+    /// Writes an evidence package: the events with their hashes, and a manifest with
+    /// each stream's chain head and the ledger's position (docs/evidence-package.md).
+    Export {
+        /// Only this manual's events (a partial ledger when restored alone).
+        #[arg(long)]
+        manual: Option<String>,
+        /// The package to write; an existing file is never overwritten.
+        file: PathBuf,
+    },
+    /// Checks an evidence package offline, with no database: every hash chain, the
+    /// counts, the chain heads and the digest of the manifest.
+    VerifyExport { file: PathBuf },
+    /// Restores an evidence package into an empty ledger, with the same hashes.
+    /// There is no command that deletes records: closed manuals' records are kept
+    /// at least three years (第四十条).
+    Restore { file: PathBuf },
     /// Access tokens of the HTTP API.
     Token {
         #[command(subcommand)]

@@ -7,12 +7,13 @@ mod args;
 mod output;
 mod progress;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use bondledger_domain::{report_json, Mode, VerifyOptions};
-use bondledger_ledger::{AsOf, Ledger, LedgerError};
+use bondledger_ledger::{AsOf, EvidenceError, Ledger, LedgerError};
 use clap::Parser;
 
 use crate::args::{AsOfArgs, Cli, Command, Format, RoleArg, TokenCommand};
@@ -191,6 +192,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             serve(ledger, listen, limits).await
         }
+        Command::Export { manual, file } => {
+            let ledger = open().await?;
+            export(&ledger, manual.as_deref(), &file, cli.format).await
+        }
+        Command::VerifyExport { file } => verify_export(&file, cli.format),
+        Command::Restore { file } => {
+            let ledger = open().await?;
+            restore(&ledger, &file, cli.format).await
+        }
         Command::Token { command } => {
             let ledger = open().await?;
             match command {
@@ -326,6 +336,170 @@ async fn audit(ledger: &Ledger, manual: Option<&str>) -> anyhow::Result<u8> {
     } else {
         Ok(exit::BROKEN)
     }
+}
+
+async fn export(
+    ledger: &Ledger,
+    manual: Option<&str>,
+    file: &Path,
+    format: Format,
+) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let mut bar = progress::Bar::new("exporting");
+    let outcome = ledger
+        .export(manual, file, &mut |done, total| {
+            bar.update_unsigned(done, total)
+        })
+        .await;
+    bar.finish();
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => return evidence_failure(&error),
+    };
+    let manifest = &outcome.manifest;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "events": manifest.events,
+            "streams": manifest.streams.len(),
+            "ledger_position": manifest.ledger_position,
+            "digest": manifest.digest,
+            "bytes": outcome.bytes,
+        })),
+        Format::Table | Format::Csv => println!(
+            "{}: {} events of {} stream(s) up to ledger position {}, {} bytes, {}, in {:.1} s",
+            file.display(),
+            manifest.events,
+            manifest.streams.len(),
+            manifest.ledger_position,
+            outcome.bytes,
+            manifest.digest,
+            started.elapsed().as_secs_f64()
+        ),
+    }
+    Ok(exit::OK)
+}
+
+/// Checks a package without opening any database.
+fn verify_export(file: &Path, format: Format) -> anyhow::Result<u8> {
+    let mut bar = progress::Bar::bytes("checking");
+    let report = bondledger_ledger::verify_package(file, &mut |done, total| {
+        bar.update_unsigned(done, total)
+    });
+    bar.finish();
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => return evidence_failure(&error),
+    };
+    match format {
+        Format::Json => output::print_json(&package_report_json(file, &report)),
+        Format::Table | Format::Csv => {
+            for broken in &report.breaks {
+                println!("break: {}: {broken}", file.display());
+            }
+            if let (true, Some(manifest)) = (report.intact(), &report.manifest) {
+                println!(
+                    "intact: {}: {} events of {} stream(s), every hash chain re-computed, \
+                     every chain head and the digest as the manifest says ({} up to ledger position {})",
+                    file.display(),
+                    manifest.events,
+                    manifest.streams.len(),
+                    manifest
+                        .manual
+                        .as_deref()
+                        .map_or("the whole ledger".to_owned(), |m| format!("manual {m}")),
+                    manifest.ledger_position
+                );
+            }
+        }
+    }
+    Ok(if report.intact() {
+        exit::OK
+    } else {
+        exit::BROKEN
+    })
+}
+
+fn package_report_json(
+    file: &Path,
+    report: &bondledger_store::package::PackageReport,
+) -> serde_json::Value {
+    let breaks: Vec<serde_json::Value> = report
+        .breaks
+        .iter()
+        .map(|broken| {
+            serde_json::json!({
+                "line": broken.line,
+                "stream": broken.stream,
+                "version": broken.version,
+                "reason": broken.reason,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "file": file.display().to_string(),
+        "intact": report.intact(),
+        "events": report.events,
+        "breaks": breaks,
+        "manifest": report.manifest.as_ref().map(|manifest| serde_json::json!({
+            "scope": manifest.scope,
+            "manual": manifest.manual,
+            "ledger_position": manifest.ledger_position,
+            "exported_at": manifest.exported_at,
+            "events": manifest.events,
+            "streams": manifest.streams.len(),
+            "digest": manifest.digest,
+        })),
+    })
+}
+
+async fn restore(ledger: &Ledger, file: &Path, format: Format) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let mut bar = progress::Bar::bytes("restoring");
+    let outcome = ledger
+        .restore(file, &mut |done, total| bar.update_unsigned(done, total))
+        .await;
+    bar.finish();
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => return evidence_failure(&error),
+    };
+    catch_up(ledger).await?;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "restored": outcome.events,
+            "streams": outcome.manifest.streams.len(),
+            "ledger_position": outcome.manifest.ledger_position,
+        })),
+        Format::Table | Format::Csv => println!(
+            "{}: {} events of {} stream(s) restored with their hashes, in {:.1} s",
+            file.display(),
+            outcome.events,
+            outcome.manifest.streams.len(),
+            started.elapsed().as_secs_f64()
+        ),
+    }
+    Ok(exit::OK)
+}
+
+/// The message and exit status of an export, a check or a restore that did not go
+/// through.
+fn evidence_failure(error: &EvidenceError) -> anyhow::Result<u8> {
+    eprintln!("bondledger: {error}");
+    Ok(match error {
+        EvidenceError::File { .. } => exit::MALFORMED,
+        EvidenceError::NoSuchManual(_) => exit::NO_SUCH_MANUAL,
+        EvidenceError::Broken { path, report } => {
+            for broken in &report.breaks {
+                eprintln!("break: {}: {broken}", path.display());
+            }
+            exit::BROKEN
+        }
+        EvidenceError::NotEmpty { .. } | EvidenceError::Ledger(_) | EvidenceError::Store(_) => {
+            exit::FAILURE
+        }
+    })
 }
 
 async fn history(

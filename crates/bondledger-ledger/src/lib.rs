@@ -6,6 +6,7 @@
 //! API call it.
 
 pub mod access;
+mod evidence;
 mod import;
 pub mod json;
 mod pages;
@@ -21,6 +22,7 @@ use bondledger_store::{EventStore, StoreError};
 
 pub use access::{Access, AccessError, IssuedToken, ManualOwners, Principal, Role, TokenInfo};
 pub use bondledger_domain::trace::{Lot, TraceRow, Tracer};
+pub use evidence::{verify_package, EvidenceError, ExportOutcome, RestoreOutcome};
 pub use import::{AppendedMovement, ImportOutcome, MAX_LISTED_MOVEMENTS};
 pub use pages::{Page, MAX_PAGE_ENTRIES};
 pub use query::{AsOf, HistoryEntry};

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::chain::{self, canonical_json, event_hash};
 use crate::event::EventRow;
-use crate::{Appended, EventMetadata, ExpectedVersion, NewEvent, StoreError};
+use crate::{Appended, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent};
 
 /// At most this many events in one append.
 pub const MAX_EVENTS_PER_APPEND: usize = 1_000_000;
@@ -62,6 +62,7 @@ pub(crate) trait WriteTransaction: Send {
     ) -> Result<Vec<EventRow>, StoreError>;
     async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError>;
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
+    async fn write_restore(&mut self, plan: &RestorePlan) -> Result<(), StoreError>;
 }
 
 /// Appends `events` to `stream` inside `transaction` (see [`crate::EventStore::append`]).
@@ -92,6 +93,193 @@ where
     let plan = plan_rows(stream, fresh, &stream_head, ledger_head, Utc::now())?;
     transaction.write(&plan).await?;
     Ok(plan.rows.iter().map(EventRow::appended).collect())
+}
+
+/// Writes events exported from another ledger as they were: the same event ids, caller
+/// ids, versions, recorded times and so the same hashes. Positions continue this ledger's
+/// (in a whole-ledger restore into an empty ledger they come out as they were). Each
+/// event must continue its stream here, carry the hash its chain gives it, and be
+/// recorded no earlier than the ledger's last event; otherwise nothing is written.
+pub(crate) async fn restore_in<T>(
+    transaction: &mut T,
+    events: Vec<StoredEvent>,
+) -> Result<Vec<Appended>, StoreError>
+where
+    T: WriteTransaction + ?Sized,
+{
+    if events.len() > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::InvalidInput(format!(
+            "one restore holds at most {MAX_EVENTS_PER_APPEND} events, not {}",
+            events.len()
+        )));
+    }
+    let ledger_head = transaction.lock_ledger_head().await?;
+    // One plan for the whole call, whatever the streams: on a log whose streams
+    // interleave, a plan per run of one stream would cost statements per event.
+    let mut streams: HashMap<String, StreamHead> = HashMap::new();
+    for event in &events {
+        if !streams.contains_key(&event.stream) {
+            let head = transaction.stream_head(&event.stream).await?;
+            streams.insert(event.stream.clone(), head);
+        }
+    }
+    let plan = plan_restore(events, streams, ledger_head)?;
+    if plan.rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    transaction.write_restore(&plan).await?;
+    Ok(plan.rows.iter().map(EventRow::appended).collect())
+}
+
+/// The rows a restore writes, across streams, and each stream's head before and after.
+#[derive(Debug)]
+pub(crate) struct RestorePlan {
+    pub previous_position: i64,
+    pub rows: Vec<EventRow>,
+    /// (stream, version before, version after, hash after), by stream.
+    pub heads: Vec<(String, i64, i64, String)>,
+}
+
+fn plan_restore(
+    events: Vec<StoredEvent>,
+    mut streams: HashMap<String, StreamHead>,
+    ledger_head: LedgerHead,
+) -> Result<RestorePlan, StoreError> {
+    let before: HashMap<String, i64> = streams
+        .iter()
+        .map(|(stream, head)| (stream.clone(), head.version))
+        .collect();
+    let mut ledger_head = ledger_head;
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let stream_head = streams.get_mut(&event.stream).ok_or_else(|| {
+            StoreError::Integrity(format!("stream {}: no head read", event.stream))
+        })?;
+        let plan = plan_restored_rows(vec![event], stream_head, ledger_head)?;
+        let row =
+            plan.rows.into_iter().next().ok_or_else(|| {
+                StoreError::Integrity("a restore plan without its row".to_owned())
+            })?;
+        *stream_head = StreamHead {
+            version: row.version,
+            hash: Some(row.hash.clone()),
+        };
+        ledger_head = LedgerHead {
+            position: row.position,
+            recorded_at: Some(row.recorded_at),
+        };
+        rows.push(row);
+    }
+    let mut heads: Vec<(String, i64, i64, String)> = streams
+        .into_iter()
+        .filter_map(|(stream, head)| {
+            let previous = before.get(&stream).copied().unwrap_or(0);
+            let hash = head.hash?;
+            (head.version > previous).then_some((stream, previous, head.version, hash))
+        })
+        .collect();
+    heads.sort();
+    Ok(RestorePlan {
+        previous_position: rows
+            .first()
+            .map_or(ledger_head.position, |row| row.position - 1),
+        rows,
+        heads,
+    })
+}
+
+fn plan_restored_rows(
+    run: Vec<StoredEvent>,
+    stream_head: &StreamHead,
+    ledger_head: LedgerHead,
+) -> Result<AppendPlan, StoreError> {
+    let stream = run[0].stream.clone();
+    validate_stream_name(&stream)?;
+    let mut previous_hash = previous_hash(&stream, stream_head)?;
+    let mut previous_recorded_at = ledger_head.recorded_at;
+    let mut rows = Vec::with_capacity(run.len());
+    for (offset, event) in (1_i64..).zip(run) {
+        let version = stream_head.version + offset;
+        let refuse = |reason: String| {
+            StoreError::InvalidInput(format!(
+                "stream {stream} version {}: {reason}",
+                event.version
+            ))
+        };
+        if event.version != version {
+            return Err(refuse(format!(
+                "does not continue the stream, which is at version {}",
+                version - 1
+            )));
+        }
+        if let Some(caller_id) = &event.caller_id {
+            let id_chars = caller_id.chars().count();
+            if id_chars == 0 || id_chars > MAX_CALLER_ID_CHARS {
+                return Err(refuse(format!(
+                    "a caller id is 1 to {MAX_CALLER_ID_CHARS} characters, not {id_chars}"
+                )));
+            }
+        }
+        if previous_recorded_at.is_some_and(|last| event.recorded_at < last) {
+            return Err(refuse(
+                "recorded before the ledger's last event: positions would not follow time"
+                    .to_owned(),
+            ));
+        }
+        let metadata_json = metadata_json(&event.metadata)?;
+        let mut row = EventRow {
+            position: ledger_head.position + offset,
+            event_id: event.event_id,
+            caller_id: event.caller_id,
+            stream: stream.clone(),
+            version,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            payload_json: canonical_json(&event.payload),
+            metadata_json,
+            business_date: event.business_date,
+            recorded_at: event.recorded_at,
+            hash: String::new(),
+        };
+        if row.payload_json.len() > MAX_PAYLOAD_BYTES {
+            return Err(refuse(format!(
+                "an event payload is at most {MAX_PAYLOAD_BYTES} bytes, not {}",
+                row.payload_json.len()
+            )));
+        }
+        previous_hash = event_hash(&previous_hash, &row);
+        row.hash = hex::encode(previous_hash);
+        if row.hash != event.hash {
+            return Err(refuse(
+                "its hash is not the hash of the event chained to the stream".to_owned(),
+            ));
+        }
+        previous_recorded_at = Some(row.recorded_at);
+        rows.push(row);
+    }
+    Ok(AppendPlan {
+        stream,
+        previous_version: stream_head.version,
+        previous_position: ledger_head.position,
+        rows,
+    })
+}
+
+fn previous_hash(stream: &str, stream_head: &StreamHead) -> Result<[u8; 32], StoreError> {
+    match &stream_head.hash {
+        None if stream_head.version == 0 => Ok(chain::GENESIS),
+        Some(hash_hex) if stream_head.version > 0 => {
+            chain::decode_hash(hash_hex).ok_or_else(|| {
+                StoreError::Integrity(format!(
+                    "stream {stream}: the stored head hash is not a SHA-256 hash"
+                ))
+            })
+        }
+        _ => Err(StoreError::Integrity(format!(
+            "stream {stream}: the head at version {} disagrees with its hash",
+            stream_head.version
+        ))),
+    }
 }
 
 /// Refusals are decided before anything is written; any other error may come after a
@@ -310,22 +498,7 @@ fn plan_rows(
         !events.is_empty(),
         "an append plan is made for at least one event"
     );
-    let mut previous_hash = match &stream_head.hash {
-        None if stream_head.version == 0 => chain::GENESIS,
-        Some(hash_hex) if stream_head.version > 0 => {
-            chain::decode_hash(hash_hex).ok_or_else(|| {
-                StoreError::Integrity(format!(
-                    "stream {stream}: the stored head hash is not a SHA-256 hash"
-                ))
-            })?
-        }
-        _ => {
-            return Err(StoreError::Integrity(format!(
-                "stream {stream}: the head at version {} disagrees with its hash",
-                stream_head.version
-            )))
-        }
-    };
+    let mut previous_hash = previous_hash(stream, stream_head)?;
     let now = now.trunc_subsecs(6);
     let recorded_at = match ledger_head.recorded_at {
         Some(last) if last > now => last,

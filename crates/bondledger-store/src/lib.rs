@@ -14,6 +14,7 @@ mod append;
 pub mod chain;
 mod error;
 mod event;
+pub mod package;
 mod postgres;
 pub mod readmodel;
 mod sqlite;

@@ -11,8 +11,8 @@ use sqlx::{Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
-    StreamHead, WriteTransaction,
+    append_in, may_have_written, refused_commit, restore_in, validate_stream_name, AppendPlan,
+    LedgerHead, RestorePlan, StreamHead, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow};
 use crate::store::page_size;
@@ -168,6 +168,21 @@ impl AppendSession for PostgresSession {
             .version)
     }
 
+    #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
+    async fn head_position(&mut self) -> Result<i64, StoreError> {
+        Ok(self.lock_ledger_head().await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
+    async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError> {
+        let outcome = restore_in(&mut *self, events).await;
+        if outcome.is_err() {
+            // A refusal may come after earlier runs of this call were written.
+            self.poisoned = true;
+        }
+        outcome
+    }
+
     #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         if self.poisoned {
@@ -205,6 +220,10 @@ impl WriteTransaction for PostgresSession {
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         write_plan(&mut self.transaction, plan).await
+    }
+
+    async fn write_restore(&mut self, plan: &RestorePlan) -> Result<(), StoreError> {
+        write_restore_plan(&mut self.transaction, plan).await
     }
 }
 
@@ -300,39 +319,80 @@ async fn select_ledger_head(
 async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<(), StoreError> {
     let last = plan.last();
     // The stream row comes first: events reference it.
-    if plan.previous_version == 0 {
-        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
-            .bind(&plan.stream)
-            .bind(last.version)
-            .bind(&last.hash)
-            .execute(&mut *connection)
-            .await?;
-    } else {
-        let updated = sqlx::query(
-            "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
-        )
-        .bind(last.version)
-        .bind(&last.hash)
-        .bind(&plan.stream)
-        .bind(plan.previous_version)
-        .execute(&mut *connection)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!(
-                "stream {}: its head moved while the ledger was locked",
-                plan.stream
-            )));
-        }
+    move_stream_head(
+        connection,
+        &plan.stream,
+        plan.previous_version,
+        last.version,
+        &last.hash,
+    )
+    .await?;
+    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
+        insert_events(connection, chunk).await?;
+    }
+    move_ledger_head(connection, plan.previous_position, last).await
+}
+
+async fn write_restore_plan(
+    connection: &mut PgConnection,
+    plan: &RestorePlan,
+) -> Result<(), StoreError> {
+    let Some(last) = plan.rows.last() else {
+        return Ok(());
+    };
+    for (stream, previous_version, version, hash) in &plan.heads {
+        move_stream_head(connection, stream, *previous_version, *version, hash).await?;
     }
     for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, &plan.stream, chunk).await?;
+        insert_events(connection, chunk).await?;
     }
+    move_ledger_head(connection, plan.previous_position, last).await
+}
+
+async fn move_stream_head(
+    connection: &mut PgConnection,
+    stream: &str,
+    previous_version: i64,
+    version: i64,
+    hash: &str,
+) -> Result<(), StoreError> {
+    if previous_version == 0 {
+        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
+            .bind(stream)
+            .bind(version)
+            .bind(hash)
+            .execute(&mut *connection)
+            .await?;
+        return Ok(());
+    }
+    let updated = sqlx::query(
+        "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
+    )
+    .bind(version)
+    .bind(hash)
+    .bind(stream)
+    .bind(previous_version)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Integrity(format!(
+            "stream {stream}: its head moved while the ledger was locked"
+        )));
+    }
+    Ok(())
+}
+
+async fn move_ledger_head(
+    connection: &mut PgConnection,
+    previous_position: i64,
+    last: &EventRow,
+) -> Result<(), StoreError> {
     let updated = sqlx::query(
         "UPDATE ledger_head SET position = $1, recorded_at = $2 WHERE id = 1 AND position = $3",
     )
     .bind(last.position)
     .bind(last.recorded_at)
-    .bind(plan.previous_position)
+    .bind(previous_position)
     .execute(&mut *connection)
     .await?;
     if updated.rows_affected() != 1 {
@@ -344,11 +404,8 @@ async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<
 }
 
 /// One statement per chunk: columns travel as arrays and UNNEST turns them into rows.
-async fn insert_events(
-    connection: &mut PgConnection,
-    stream: &str,
-    rows: &[EventRow],
-) -> Result<(), StoreError> {
+async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Result<(), StoreError> {
+    let mut streams = Vec::with_capacity(rows.len());
     let mut positions = Vec::with_capacity(rows.len());
     let mut event_ids = Vec::with_capacity(rows.len());
     let mut caller_ids = Vec::with_capacity(rows.len());
@@ -361,6 +418,7 @@ async fn insert_events(
     let mut recorded_ats = Vec::with_capacity(rows.len());
     let mut hashes = Vec::with_capacity(rows.len());
     for row in rows {
+        streams.push(row.stream.as_str());
         positions.push(row.position);
         event_ids.push(row.event_id);
         caller_ids.push(row.caller_id.as_deref());
@@ -376,17 +434,17 @@ async fn insert_events(
     sqlx::query(
         "INSERT INTO events (position, event_id, caller_id, stream, version, event_type, schema_version, \
                              payload, metadata, business_date, recorded_at, hash) \
-         SELECT position, event_id, caller_id, $4, version, event_type, schema_version, \
+         SELECT position, event_id, caller_id, stream, version, event_type, schema_version, \
                 payload, metadata, business_date, recorded_at, hash \
-         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $5::bigint[], $6::text[], $7::integer[], \
+         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::integer[], \
                      $8::text[], $9::text[], $10::date[], $11::timestamptz[], $12::text[]) \
-              AS rows (position, event_id, caller_id, version, event_type, schema_version, \
+              AS rows (position, event_id, caller_id, stream, version, event_type, schema_version, \
                        payload, metadata, business_date, recorded_at, hash)",
     )
     .bind(&positions)
     .bind(&event_ids)
     .bind(&caller_ids)
-    .bind(stream)
+    .bind(&streams)
     .bind(&versions)
     .bind(&event_types)
     .bind(&schema_versions)

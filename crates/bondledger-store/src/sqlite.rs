@@ -14,8 +14,8 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
-    StreamHead, WriteTransaction,
+    append_in, may_have_written, refused_commit, restore_in, validate_stream_name, AppendPlan,
+    LedgerHead, RestorePlan, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
@@ -179,6 +179,21 @@ impl AppendSession for SqliteSession {
             .version)
     }
 
+    #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
+    async fn head_position(&mut self) -> Result<i64, StoreError> {
+        Ok(self.lock_ledger_head().await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
+    async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError> {
+        let outcome = restore_in(&mut *self, events).await;
+        if outcome.is_err() {
+            // A refusal may come after earlier runs of this call were written.
+            self.poisoned = true;
+        }
+        outcome
+    }
+
     #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         if self.poisoned {
@@ -214,6 +229,10 @@ impl WriteTransaction for SqliteSession {
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         write_plan(&mut self.transaction, plan).await
+    }
+
+    async fn write_restore(&mut self, plan: &RestorePlan) -> Result<(), StoreError> {
+        write_restore_plan(&mut self.transaction, plan).await
     }
 }
 
@@ -309,39 +328,89 @@ async fn write_plan(
 ) -> Result<(), StoreError> {
     let last = plan.last();
     // The stream row comes first: events reference it.
-    if plan.previous_version == 0 {
-        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
-            .bind(&plan.stream)
-            .bind(last.version)
-            .bind(&last.hash)
-            .execute(&mut *connection)
-            .await?;
-    } else {
-        let updated = sqlx::query(
-            "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
-        )
-        .bind(last.version)
-        .bind(&last.hash)
-        .bind(&plan.stream)
-        .bind(plan.previous_version)
-        .execute(&mut *connection)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!(
-                "stream {}: its head moved while the ledger was locked",
-                plan.stream
-            )));
-        }
+    move_stream_head(connection, &plan.stream, plan.previous_version, last).await?;
+    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
+        insert_events(connection, chunk).await?;
+    }
+    move_ledger_head(connection, plan.previous_position, last).await
+}
+
+async fn write_restore_plan(
+    connection: &mut SqliteConnection,
+    plan: &RestorePlan,
+) -> Result<(), StoreError> {
+    let Some(last) = plan.rows.last() else {
+        return Ok(());
+    };
+    for (stream, previous_version, version, hash) in &plan.heads {
+        move_stream_head_to(connection, stream, *previous_version, *version, hash).await?;
     }
     for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
         insert_events(connection, chunk).await?;
     }
+    move_ledger_head(connection, plan.previous_position, last).await
+}
+
+async fn move_stream_head(
+    connection: &mut SqliteConnection,
+    stream: &str,
+    previous_version: i64,
+    last: &EventRow,
+) -> Result<(), StoreError> {
+    move_stream_head_to(
+        connection,
+        stream,
+        previous_version,
+        last.version,
+        &last.hash,
+    )
+    .await
+}
+
+async fn move_stream_head_to(
+    connection: &mut SqliteConnection,
+    stream: &str,
+    previous_version: i64,
+    version: i64,
+    hash: &str,
+) -> Result<(), StoreError> {
+    if previous_version == 0 {
+        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
+            .bind(stream)
+            .bind(version)
+            .bind(hash)
+            .execute(&mut *connection)
+            .await?;
+        return Ok(());
+    }
+    let updated = sqlx::query(
+        "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
+    )
+    .bind(version)
+    .bind(hash)
+    .bind(stream)
+    .bind(previous_version)
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Integrity(format!(
+            "stream {stream}: its head moved while the ledger was locked"
+        )));
+    }
+    Ok(())
+}
+
+async fn move_ledger_head(
+    connection: &mut SqliteConnection,
+    previous_position: i64,
+    last: &EventRow,
+) -> Result<(), StoreError> {
     let updated = sqlx::query(
         "UPDATE ledger_head SET position = ?, recorded_at = ? WHERE id = 1 AND position = ?",
     )
     .bind(last.position)
     .bind(format_recorded_at(&last.recorded_at))
-    .bind(plan.previous_position)
+    .bind(previous_position)
     .execute(&mut *connection)
     .await?;
     if updated.rows_affected() != 1 {

@@ -102,6 +102,16 @@ pub trait AppendSession: Send {
 
     async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError>;
 
+    /// The position of the ledger's last event, this transaction's included; takes the
+    /// append lock, so it cannot change before commit but through this session.
+    async fn head_position(&mut self) -> Result<i64, StoreError>;
+
+    /// Writes events exported from a ledger exactly as they were (event and caller ids,
+    /// versions, recorded times, hashes), at this ledger's next positions. Each must
+    /// continue its stream with the hash its chain gives it, or nothing is written and
+    /// the session can only roll back. For restoring an evidence package.
+    async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError>;
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     async fn rollback(self: Box<Self>) -> Result<(), StoreError>;

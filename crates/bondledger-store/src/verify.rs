@@ -80,7 +80,11 @@ impl ChainVerifier {
         }
     }
 
-    fn record_break(&mut self, stream: &str, version: i64, reason: String) {
+    pub(crate) fn is_broken(&self, stream: &str) -> bool {
+        self.breaks.contains_key(stream)
+    }
+
+    pub(crate) fn record_break(&mut self, stream: &str, version: i64, reason: String) {
         self.breaks.entry(stream.to_owned()).or_insert(ChainBreak {
             stream: stream.to_owned(),
             version,
