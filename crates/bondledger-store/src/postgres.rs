@@ -11,15 +11,15 @@ use sqlx::{Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
-    StreamHead, WriteTransaction,
+    append_in, append_runs_in, may_have_written, refused_commit, validate_stream_name, AppendPlan,
+    LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow};
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    StoreError, StoredEvent,
+    StoreError, StoredEvent, StreamAppend,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -147,6 +147,18 @@ impl AppendSession for PostgresSession {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Appended>, StoreError> {
         let outcome = append_in(&mut *self, stream, expected, events).await;
+        if outcome.as_ref().is_err_and(may_have_written) {
+            self.poisoned = true;
+        }
+        outcome
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
+    async fn append_runs(
+        &mut self,
+        runs: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Appended>>, StoreError> {
+        let outcome = append_runs_in(&mut *self, runs).await;
         if outcome.as_ref().is_err_and(may_have_written) {
             self.poisoned = true;
         }
@@ -299,33 +311,35 @@ async fn select_ledger_head(
 
 async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<(), StoreError> {
     let last = plan.last();
-    // The stream row comes first: events reference it.
-    if plan.previous_version == 0 {
-        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
-            .bind(&plan.stream)
-            .bind(last.version)
-            .bind(&last.hash)
+    // The stream rows come first: events reference them.
+    for moved in &plan.streams {
+        if moved.previous_version == 0 {
+            sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
+                .bind(&moved.stream)
+                .bind(moved.version)
+                .bind(&moved.hash)
+                .execute(&mut *connection)
+                .await?;
+        } else {
+            let updated = sqlx::query(
+                "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
+            )
+            .bind(moved.version)
+            .bind(&moved.hash)
+            .bind(&moved.stream)
+            .bind(moved.previous_version)
             .execute(&mut *connection)
             .await?;
-    } else {
-        let updated = sqlx::query(
-            "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
-        )
-        .bind(last.version)
-        .bind(&last.hash)
-        .bind(&plan.stream)
-        .bind(plan.previous_version)
-        .execute(&mut *connection)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!(
-                "stream {}: its head moved while the ledger was locked",
-                plan.stream
-            )));
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Integrity(format!(
+                    "stream {}: its head moved while the ledger was locked",
+                    moved.stream
+                )));
+            }
         }
     }
     for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, &plan.stream, chunk).await?;
+        insert_events(connection, chunk).await?;
     }
     let updated = sqlx::query(
         "UPDATE ledger_head SET position = $1, recorded_at = $2 WHERE id = 1 AND position = $3",
@@ -344,14 +358,11 @@ async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<
 }
 
 /// One statement per chunk: columns travel as arrays and UNNEST turns them into rows.
-async fn insert_events(
-    connection: &mut PgConnection,
-    stream: &str,
-    rows: &[EventRow],
-) -> Result<(), StoreError> {
+async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Result<(), StoreError> {
     let mut positions = Vec::with_capacity(rows.len());
     let mut event_ids = Vec::with_capacity(rows.len());
     let mut caller_ids = Vec::with_capacity(rows.len());
+    let mut streams = Vec::with_capacity(rows.len());
     let mut versions = Vec::with_capacity(rows.len());
     let mut event_types = Vec::with_capacity(rows.len());
     let mut schema_versions = Vec::with_capacity(rows.len());
@@ -364,6 +375,7 @@ async fn insert_events(
         positions.push(row.position);
         event_ids.push(row.event_id);
         caller_ids.push(row.caller_id.as_deref());
+        streams.push(row.stream.as_str());
         versions.push(row.version);
         event_types.push(row.event_type.as_str());
         schema_versions.push(row.schema_version);
@@ -376,17 +388,17 @@ async fn insert_events(
     sqlx::query(
         "INSERT INTO events (position, event_id, caller_id, stream, version, event_type, schema_version, \
                              payload, metadata, business_date, recorded_at, hash) \
-         SELECT position, event_id, caller_id, $4, version, event_type, schema_version, \
+         SELECT position, event_id, caller_id, stream, version, event_type, schema_version, \
                 payload, metadata, business_date, recorded_at, hash \
-         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $5::bigint[], $6::text[], $7::integer[], \
+         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::integer[], \
                      $8::text[], $9::text[], $10::date[], $11::timestamptz[], $12::text[]) \
-              AS rows (position, event_id, caller_id, version, event_type, schema_version, \
+              AS rows (position, event_id, caller_id, stream, version, event_type, schema_version, \
                        payload, metadata, business_date, recorded_at, hash)",
     )
     .bind(&positions)
     .bind(&event_ids)
     .bind(&caller_ids)
-    .bind(stream)
+    .bind(&streams)
     .bind(&versions)
     .bind(&event_types)
     .bind(&schema_versions)

@@ -14,8 +14,8 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, validate_stream_name, AppendPlan, LedgerHead,
-    StreamHead, WriteTransaction,
+    append_in, append_runs_in, may_have_written, refused_commit, validate_stream_name, AppendPlan,
+    LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
@@ -23,7 +23,7 @@ use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    StoreError, StoredEvent,
+    StoreError, StoredEvent, StreamAppend,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -54,7 +54,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A multi-row INSERT keeps a statement journal to undo itself alone; it
+            // never outlives the transaction, so memory serves and saves a temporary
+            // file's writes. Durability is the WAL's, which this does not touch.
+            .pragma("temp_store", "MEMORY");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -158,6 +162,18 @@ impl AppendSession for SqliteSession {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Appended>, StoreError> {
         let outcome = append_in(&mut *self, stream, expected, events).await;
+        if outcome.as_ref().is_err_and(may_have_written) {
+            self.poisoned = true;
+        }
+        outcome
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
+    async fn append_runs(
+        &mut self,
+        runs: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Appended>>, StoreError> {
+        let outcome = append_runs_in(&mut *self, runs).await;
         if outcome.as_ref().is_err_and(may_have_written) {
             self.poisoned = true;
         }
@@ -308,29 +324,31 @@ async fn write_plan(
     plan: &AppendPlan,
 ) -> Result<(), StoreError> {
     let last = plan.last();
-    // The stream row comes first: events reference it.
-    if plan.previous_version == 0 {
-        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
-            .bind(&plan.stream)
-            .bind(last.version)
-            .bind(&last.hash)
+    // The stream rows come first: events reference them.
+    for moved in &plan.streams {
+        if moved.previous_version == 0 {
+            sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
+                .bind(&moved.stream)
+                .bind(moved.version)
+                .bind(&moved.hash)
+                .execute(&mut *connection)
+                .await?;
+        } else {
+            let updated = sqlx::query(
+                "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
+            )
+            .bind(moved.version)
+            .bind(&moved.hash)
+            .bind(&moved.stream)
+            .bind(moved.previous_version)
             .execute(&mut *connection)
             .await?;
-    } else {
-        let updated = sqlx::query(
-            "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
-        )
-        .bind(last.version)
-        .bind(&last.hash)
-        .bind(&plan.stream)
-        .bind(plan.previous_version)
-        .execute(&mut *connection)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Integrity(format!(
-                "stream {}: its head moved while the ledger was locked",
-                plan.stream
-            )));
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Integrity(format!(
+                    "stream {}: its head moved while the ledger was locked",
+                    moved.stream
+                )));
+            }
         }
     }
     for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {

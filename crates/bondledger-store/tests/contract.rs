@@ -63,4 +63,6 @@ contract_tests!(
     invalid_input_is_refused,
     tokens_are_found_by_hash_and_keep_nothing_else,
     only_one_first_token_is_kept_whoever_races,
+    runs_append_in_order_across_streams,
+    runs_are_refused_whole,
 );
