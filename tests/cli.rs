@@ -200,6 +200,22 @@ fn malformed_and_hostile_lines_change_nothing(ledger: TestLedger) {
     }
 }
 
+fn a_malformed_line_after_a_refusal_is_what_is_reported(ledger: TestLedger) {
+    base(&ledger);
+    let mut unknown_item = import("r-1", "2026-03-01", "5");
+    unknown_item["material"] = json!(9);
+    let good = import("r-2", "2026-03-02", "1").to_string();
+    let file = ledger.file_text(
+        "mixed.jsonl",
+        &format!("{unknown_item}\n{good}\n{{\"type\": \"material_imported\"\n"),
+    );
+    let path = file.to_str().expect("utf-8 path");
+    let stderr = stderr_of(&ledger, &["import", path], 2);
+    assert!(stderr.contains(&format!("{path}:3:")), "{stderr}");
+    assert!(!stderr.contains("item.unknown"), "{stderr}");
+    assert_eq!(event_count(&ledger), 3, "nothing is appended");
+}
+
 fn unknown_manuals_exit_4(ledger: TestLedger) {
     base(&ledger);
     for command in ["verify", "balance", "history"] {
@@ -347,6 +363,7 @@ on_both_backends! {
     record_mode_keeps_history_with_its_finding;
     record_mode_still_refuses_what_cannot_be_applied;
     malformed_and_hostile_lines_change_nothing;
+    a_malformed_line_after_a_refusal_is_what_is_reported;
     unknown_manuals_exit_4;
     the_same_id_with_other_content_is_refused;
     files_are_each_all_or_nothing;

@@ -18,6 +18,11 @@ use clap::Parser;
 
 use crate::args::{AsOfArgs, Cli, Command, Format, RoleArg, TokenCommand};
 
+/// Replaying and importing allocate and free many small values a page at a
+/// time; the system allocator spends much of that time consolidating.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit statuses of interchange §2.
 mod exit {
     pub const OK: u8 = 0;

@@ -2,7 +2,7 @@
 //! refusal out (domain §4). Rules are checked in the order §4 gives and the
 //! first broken one is named.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
@@ -668,7 +668,12 @@ fn check_balance(
     if delta.values().all(|d| *d >= Decimal::ZERO) {
         return Ok(());
     }
-    let balances: BTreeMap<ItemNo, Decimal> = state.balances();
+    let taken: BTreeSet<ItemNo> = delta
+        .iter()
+        .filter(|(_, d)| **d < Decimal::ZERO)
+        .map(|(item, _)| *item)
+        .collect();
+    let balances: BTreeMap<ItemNo, Decimal> = state.balances_of(&taken);
     for (item, change) in delta.iter().filter(|(_, d)| **d < Decimal::ZERO) {
         let before = balances.get(item).copied().unwrap_or_default();
         let after = before.saturating_add(*change);

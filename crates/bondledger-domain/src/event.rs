@@ -85,15 +85,14 @@ impl RecordedMovement {
         }
         let kind = MovementKind::from_name(kind_name)
             .ok_or_else(|| malformed(format!("unknown event type {kind_name:?}")))?;
-        let fields = match payload.get("movement") {
-            Some(Value::Object(fields)) => fields.clone(),
+        let movement = match payload.get("movement") {
+            Some(fields @ Value::Object(_)) => Movement::from_stored_fields(kind, fields)?,
             _ => return Err(malformed("payload has no movement".into())),
         };
-        let movement = Movement::from_fields(kind, fields)?;
         let manual = ManualNo::try_from(manual.to_owned()).map_err(malformed)?;
         let findings = match payload.get("findings") {
             None => Vec::new(),
-            Some(value) => serde_json::from_value(value.clone())
+            Some(value) => Vec::<AttachedFinding>::deserialize(value)
                 .map_err(|e| malformed(format!("findings: {e}")))?,
         };
         let reverses = match payload.get("reverses") {

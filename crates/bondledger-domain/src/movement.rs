@@ -690,6 +690,24 @@ macro_rules! movements {
                 }
             }
 
+            /// Reads the fields of a stored movement (a JSON object): as
+            /// [`Movement::from_fields`], without copying them first when they
+            /// read as they should.
+            pub fn from_stored_fields(kind: MovementKind, value: &Value) -> Result<Self, Malformed> {
+                let Value::Object(fields) = value else {
+                    return Err(Malformed::whole("the movement is not a JSON object"));
+                };
+                check_limits(fields)?;
+                let decoded = match kind {
+                    $( MovementKind::$variant => $body::deserialize(value).map(Movement::$variant).ok() ),*
+                };
+                match decoded {
+                    Some(movement) => Ok(movement),
+                    // Decoded again to name the field at fault.
+                    None => Movement::from_fields(kind, fields.clone()),
+                }
+            }
+
             /// Reads a movement's own fields (no `type`, `manual`, `date`, `id`).
             pub fn from_fields(kind: MovementKind, fields: Map<String, Value>) -> Result<Self, Malformed> {
                 check_limits(&fields)?;
@@ -827,6 +845,11 @@ pub fn parse_line(value: Value) -> Result<Envelope, Malformed> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Malformed> {
+    // Tracking the path costs on every field; it is only needed to name the
+    // field at fault, so it runs only once the plain decode has failed.
+    if let Ok(decoded) = T::deserialize(&value) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let message = error.into_inner().to_string();
@@ -851,27 +874,44 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Malformed> 
 
 /// Bounds on what one movement may carry, checked before it is decoded.
 fn check_limits(fields: &Map<String, Value>) -> Result<(), Malformed> {
-    fn walk(path: &str, value: &Value) -> Result<(), Malformed> {
+    /// The path of the first value past a bound, from the innermost step out;
+    /// built only when there is one.
+    fn walk(value: &Value) -> Option<(Vec<String>, String)> {
         match value {
-            Value::String(text) if text.chars().count() > MAX_TEXT_CHARS => Err(Malformed::at(
-                path,
+            Value::String(text) if text.chars().count() > MAX_TEXT_CHARS => Some((
+                Vec::new(),
                 format!("longer than {MAX_TEXT_CHARS} characters"),
             )),
-            Value::Array(entries) if entries.len() > MAX_LIST_ENTRIES => Err(Malformed::at(
-                path,
-                format!("more than {MAX_LIST_ENTRIES} entries"),
-            )),
-            Value::Array(entries) => entries
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, v)| walk(&format!("{path}[{i}]"), v)),
-            Value::Object(map) => map
-                .iter()
-                .try_for_each(|(k, v)| walk(&format!("{path}.{k}"), v)),
-            _ => Ok(()),
+            Value::Array(entries) if entries.len() > MAX_LIST_ENTRIES => {
+                Some((Vec::new(), format!("more than {MAX_LIST_ENTRIES} entries")))
+            }
+            Value::Array(entries) => entries.iter().enumerate().find_map(|(i, v)| {
+                walk(v).map(|(mut path, message)| {
+                    path.push(format!("[{i}]"));
+                    (path, message)
+                })
+            }),
+            Value::Object(map) => map.iter().find_map(|(k, v)| {
+                walk(v).map(|(mut path, message)| {
+                    path.push(format!(".{k}"));
+                    (path, message)
+                })
+            }),
+            _ => None,
         }
     }
-    fields.iter().try_for_each(|(key, value)| walk(key, value))
+    match fields.iter().find_map(|(key, value)| {
+        walk(value).map(|(mut path, message)| {
+            path.push(key.clone());
+            (path, message)
+        })
+    }) {
+        None => Ok(()),
+        Some((path, message)) => {
+            let path: String = path.into_iter().rev().collect();
+            Err(Malformed::at(path, message))
+        }
+    }
 }
 
 /// What the format itself requires beyond field types: item numbers not

@@ -701,6 +701,36 @@ impl ManualState {
             .collect()
     }
 
+    /// `expected_remaining` of the materials `items`, as [`ManualState::balances`]
+    /// gives them, without working out the other figures (deciding a taking
+    /// needs only these).
+    pub fn balances_of(&self, items: &BTreeSet<ItemNo>) -> BTreeMap<ItemNo, Decimal> {
+        let mut consumed = BTreeMap::new();
+        for ((product, version), qty) in &self.period.products {
+            let Some(bom) = self.unit_consumptions.resolve(*product, version.as_deref()) else {
+                continue;
+            };
+            // The same sums in the same order as `convert`, for these materials only.
+            for (material, line) in bom.iter().filter(|(m, _)| items.contains(m)) {
+                if let Some(per_product) = line.bonded_consumption() {
+                    let total: &mut Decimal = consumed.entry(*material).or_default();
+                    *total = total.saturating_add(qty.saturating_mul(per_product));
+                }
+            }
+        }
+        let empty = ColumnTotals::default();
+        items
+            .iter()
+            .filter(|item| self.registration.materials.contains_key(item))
+            .map(|item| {
+                let columns = self.period.columns.get(item).unwrap_or(&empty);
+                let opening = self.opening.get(item).copied().unwrap_or_default();
+                let consumed = consumed.get(item).copied().unwrap_or_default();
+                (*item, remaining(opening, consumed, columns))
+            })
+            .collect()
+    }
+
     /// `expected_remaining` of every material, the open period's balance.
     pub fn balances(&self) -> BTreeMap<ItemNo, Decimal> {
         self.figures()
@@ -1032,7 +1062,11 @@ pub fn is_export(kind: MovementKind) -> bool {
 }
 
 fn expected_remaining(figures: &MaterialFigures, columns: &ColumnTotals) -> Decimal {
-    let mut remaining = figures.opening;
+    remaining(figures.opening, figures.consumed, columns)
+}
+
+fn remaining(opening: Decimal, consumed: Decimal, columns: &ColumnTotals) -> Decimal {
+    let mut remaining = opening;
     for (column, direction) in COLUMN_DIRECTIONS {
         match direction {
             Direction::In => remaining = remaining.saturating_add(columns.get(*column)),
@@ -1040,7 +1074,7 @@ fn expected_remaining(figures: &MaterialFigures, columns: &ColumnTotals) -> Deci
             Direction::Neither => {}
         }
     }
-    remaining.saturating_sub(figures.consumed)
+    remaining.saturating_sub(consumed)
 }
 
 impl RuleId {

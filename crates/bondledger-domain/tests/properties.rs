@@ -8,8 +8,9 @@
 //! of the movements still standing), offered in strict mode, and kept only if
 //! accepted: what remains is a valid history by construction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use bondledger_domain::movement::ItemNo;
 use bondledger_domain::state::MaterialFigures;
 use bondledger_domain::testing::MemoryLedger;
 use bondledger_domain::{ManualNo, ManualState, Mode, MovementKind, Replay};
@@ -573,6 +574,30 @@ proptest! {
             let kept = &ledger.states[&manual];
             prop_assert_eq!(replayed.figures(), kept.figures(), "figures of {}", manual);
             prop_assert_eq!(&replayed, kept, "state of {}", manual);
+        }
+    }
+
+    /// The balances of some materials, worked out alone, are those of the
+    /// whole manual's figures, after every movement of a history.
+    #[test]
+    fn the_balances_of_some_materials_are_those_of_all(
+        first in plan(FIRST),
+        ops in one_manual_ops(),
+        picked in proptest::collection::btree_set(0_u32..6, 0..4),
+    ) {
+        let driver = build(&[&first], &ops);
+        let mut replay = Replay::new();
+        for recorded in &driver.ledger.log {
+            let event = recorded.envelope.id.clone().expect("every generated line has an id");
+            replay.apply(recorded, &event);
+            let Some(state) = replay.state() else { continue };
+            let items: BTreeSet<ItemNo> = picked.iter().map(|item| ItemNo(*item)).collect();
+            let all = state.balances();
+            let expected: BTreeMap<ItemNo, Decimal> = all
+                .into_iter()
+                .filter(|(item, _)| items.contains(item))
+                .collect();
+            prop_assert_eq!(state.balances_of(&items), expected, "after {}", event);
         }
     }
 

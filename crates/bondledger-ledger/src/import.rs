@@ -2,7 +2,7 @@
 //! by movement against the state it will commit on, and appended in one
 //! transaction, all or nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use bondledger_domain::movement::Movement;
@@ -11,7 +11,7 @@ use bondledger_domain::{
     SCHEMA_VERSION,
 };
 use bondledger_store::{
-    AppendSession, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent,
+    AppendSession, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend,
 };
 use serde_json::Value;
 
@@ -113,11 +113,7 @@ impl Ledger {
     where
         I: Iterator<Item = Result<Located, LedgerError>>,
     {
-        let mut manuals = BTreeSet::new();
-        for located in source() {
-            manuals.extend(manuals_named(&located?.envelope));
-        }
-        self.with_retries(&manuals, mode, actor, name, source).await
+        self.with_retries(mode, actor, name, source).await
     }
 
     /// Imports movements already read (an API request), all or nothing.
@@ -129,7 +125,6 @@ impl Ledger {
         actor: Option<&str>,
         source_name: &str,
     ) -> Result<ImportOutcome, LedgerError> {
-        let manuals: BTreeSet<ManualNo> = envelopes.iter().flat_map(manuals_named).collect();
         let source = || {
             envelopes.iter().enumerate().map(|(index, envelope)| {
                 Ok(Located {
@@ -138,13 +133,15 @@ impl Ledger {
                 })
             })
         };
-        self.with_retries(&manuals, mode, actor, source_name, source)
-            .await
+        self.with_retries(mode, actor, source_name, source).await
     }
 
+    /// Decides and appends the movements of `source` in one pass. A file is
+    /// checked whole before anything is written: nothing is committed until
+    /// its last line, and when deciding fails, the lines after are still read
+    /// so that a malformed line anywhere is what the import reports.
     async fn with_retries<I>(
         &self,
-        manuals: &BTreeSet<ManualNo>,
         mode: Mode,
         actor: Option<&str>,
         source_name: &str,
@@ -154,12 +151,19 @@ impl Ledger {
         I: Iterator<Item = Result<Located, LedgerError>>,
     {
         for attempt in 1..=MAX_ATTEMPTS {
+            let mut movements = source();
             match self
-                .import_once(manuals, mode, actor, source_name, source())
+                .import_once(mode, actor, source_name, &mut movements)
                 .await
             {
                 Err(LedgerError::Store(StoreError::Conflict { .. })) => {
                     tracing::info!(attempt, "another writer appended first; deciding again");
+                }
+                Err(error) if !is_malformed(&error) => {
+                    return match movements.find_map(Result::err) {
+                        Some(malformed) => Err(malformed),
+                        None => Err(error),
+                    };
                 }
                 other => return other,
             }
@@ -172,30 +176,15 @@ impl Ledger {
     #[tracing::instrument(name = "bondledger.ledger.import", skip_all, fields(source = %source_name))]
     async fn import_once(
         &self,
-        manuals: &BTreeSet<ManualNo>,
         mode: Mode,
         actor: Option<&str>,
         source_name: &str,
-        movements: impl Iterator<Item = Result<Located, LedgerError>>,
+        movements: &mut impl Iterator<Item = Result<Located, LedgerError>>,
     ) -> Result<ImportOutcome, LedgerError> {
-        let mut books = HashMap::new();
-        for manual in manuals {
-            let state = self
-                .replay(manual.as_str(), AsOf::Latest, |_, _, _| {})
-                .await?;
-            let flushed = state.as_ref().map_or(0, |s| s.version);
-            books.insert(
-                manual.clone(),
-                Book {
-                    state,
-                    flushed,
-                    pending: 0,
-                },
-            );
-        }
         let mut batch = Batch {
+            ledger: self,
             session: self.store.begin().await?,
-            books,
+            books: HashMap::new(),
             mode,
             metadata: EventMetadata {
                 actor: actor.map(str::to_owned),
@@ -221,19 +210,17 @@ impl Ledger {
     }
 }
 
-/// The manuals a movement names: its own, and the other side of a remnant
-/// carry-over (whose registration the remnant rule reads).
-fn manuals_named(envelope: &Envelope) -> Vec<ManualNo> {
-    let mut named = vec![envelope.manual.clone()];
-    match &envelope.movement {
-        Movement::RemnantOut(r) => named.push(r.to_manual.clone()),
-        Movement::RemnantIn(r) => named.push(r.from_manual.clone()),
-        _ => {}
-    }
-    named
+/// Whether an import failed on the text of its source (then no line after
+/// it was read).
+fn is_malformed(error: &LedgerError) -> bool {
+    matches!(
+        error,
+        LedgerError::Malformed { .. } | LedgerError::Unreadable { .. }
+    )
 }
 
-struct Batch {
+struct Batch<'a> {
+    ledger: &'a Ledger,
     session: Box<dyn AppendSession>,
     books: HashMap<ManualNo, Book>,
     mode: Mode,
@@ -252,7 +239,7 @@ fn same_movement(stored: &StoredEvent, envelope: &Envelope) -> bool {
         && stored.payload.get("movement") == Some(&Value::Object(envelope.movement.fields()))
 }
 
-impl Batch {
+impl Batch<'_> {
     async fn decide_chunk(&mut self, chunk: Vec<Located>) -> Result<(), LedgerError> {
         if chunk.is_empty() {
             return Ok(());
@@ -310,32 +297,51 @@ impl Batch {
     async fn decide_one(&mut self, line: usize, envelope: Envelope) -> Result<(), LedgerError> {
         let target = match &envelope.movement {
             Movement::Reversed(reversal) => {
-                // The event reversed may wait in this batch: make it visible.
-                self.flush().await?;
-                let found = self
-                    .session
-                    .find_by_caller_ids(std::slice::from_ref(&reversal.event))
-                    .await?;
-                match found.into_iter().next() {
-                    Some(stored) => Some(reversal_target(&stored)?),
-                    None => None,
+                // The event reversed may wait in this batch, not yet handed
+                // to the store.
+                let waiting = self
+                    .pending
+                    .iter()
+                    .rev()
+                    .find(|(_, _, event)| event.caller_id.as_ref() == Some(&reversal.event));
+                match waiting {
+                    Some((line, manual, event)) => {
+                        Some(pending_reversal_target(*line, manual, event)?)
+                    }
+                    None => {
+                        let found = self
+                            .session
+                            .find_by_caller_ids(std::slice::from_ref(&reversal.event))
+                            .await?;
+                        match found.into_iter().next() {
+                            Some(stored) => Some(reversal_target(&stored)?),
+                            None => None,
+                        }
+                    }
                 }
             }
             _ => None,
         };
-        let counterparty = match &envelope.movement {
-            Movement::RemnantOut(r) => self.books.get(&r.to_manual),
-            Movement::RemnantIn(r) => self.books.get(&r.from_manual),
+        let counterparty_manual = match &envelope.movement {
+            Movement::RemnantOut(r) => Some(&r.to_manual),
+            Movement::RemnantIn(r) => Some(&r.from_manual),
             _ => None,
-        }
-        .and_then(|book| book.state.as_ref())
-        .map(|state| state.registration.clone());
+        };
+        let counterparty = match counterparty_manual {
+            Some(other) => self
+                .book(other)
+                .await?
+                .state
+                .as_ref()
+                .map(|state| state.registration.clone()),
+            None => None,
+        };
         let manual = envelope.manual.clone();
-        let book = self.books.entry(manual.clone()).or_insert_with(|| Book {
-            state: None,
-            flushed: 0,
-            pending: 0,
-        });
+        self.book(&manual).await?;
+        let book = self
+            .books
+            .get_mut(&manual)
+            .unwrap_or_else(|| unreachable!("the book was loaded above"));
         let context = Context {
             mode: self.mode,
             counterparty: counterparty.as_ref(),
@@ -367,43 +373,91 @@ impl Batch {
         Ok(())
     }
 
+    /// A manual's book, its state replayed from the store when the batch
+    /// first meets it. Whatever another writer appends to it later makes
+    /// this batch's append a conflict, and the batch is decided again.
+    async fn book(&mut self, manual: &ManualNo) -> Result<&Book, LedgerError> {
+        if !self.books.contains_key(manual) {
+            let state = self
+                .ledger
+                .replay(manual.as_str(), AsOf::Latest, |_, _, _| {})
+                .await?;
+            let flushed = state.as_ref().map_or(0, |s| s.version);
+            self.books.insert(
+                manual.clone(),
+                Book {
+                    state,
+                    flushed,
+                    pending: 0,
+                },
+            );
+        }
+        Ok(self
+            .books
+            .get(manual)
+            .unwrap_or_else(|| unreachable!("the book was inserted above")))
+    }
+
     /// Hands the decided movements to the store in the order they came, so
-    /// ledger positions follow the batch: one append per run of movements
-    /// of the same manual.
+    /// ledger positions follow the batch: one run per stretch of movements
+    /// of the same manual, all runs in one append.
     async fn flush(&mut self) -> Result<(), LedgerError> {
-        let mut pending = std::mem::take(&mut self.pending).into_iter().peekable();
-        while let Some((line, manual, event)) = pending.next() {
-            let mut lines = vec![line];
-            let mut events = vec![event];
-            while let Some((line, _, event)) = pending.next_if(|(_, next, _)| *next == manual) {
-                lines.push(line);
-                events.push(event);
+        let mut runs: Vec<StreamAppend> = Vec::new();
+        let mut run_lines: Vec<(ManualNo, Vec<usize>)> = Vec::new();
+        // Where each manual's next run starts: after the earlier runs of this flush.
+        let mut expected: HashMap<ManualNo, i64> = HashMap::new();
+        for (line, manual, event) in std::mem::take(&mut self.pending) {
+            let version = match expected.get_mut(&manual) {
+                Some(version) => version,
+                None => {
+                    let flushed = self
+                        .books
+                        .get(&manual)
+                        .unwrap_or_else(|| unreachable!("every decided manual has a book"))
+                        .flushed;
+                    expected.entry(manual.clone()).or_insert(flushed)
+                }
+            };
+            match (runs.last_mut(), run_lines.last_mut()) {
+                (Some(run), Some((_, lines))) if run.stream == manual.as_str() => {
+                    run.events.push(event);
+                    lines.push(line);
+                }
+                _ => {
+                    runs.push(StreamAppend {
+                        stream: manual.to_string(),
+                        expected: ExpectedVersion::Exactly(*version),
+                        events: vec![event],
+                    });
+                    run_lines.push((manual, vec![line]));
+                }
             }
+            *version += 1;
+        }
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let appended = self.session.append_runs(runs).await?;
+        // Ids were checked against the store before deciding; fewer appended
+        // means another writer committed some of these ids since. Decide the
+        // file again (this transaction is rolled back): it will find them held.
+        for ((manual, lines), events) in run_lines.iter().zip(&appended) {
+            if events.len() != lines.len() {
+                return Err(LedgerError::Store(StoreError::Conflict {
+                    stream: manual.to_string(),
+                    expected: lines.len() as i64,
+                    actual: events.len() as i64,
+                }));
+            }
+        }
+        for ((manual, lines), events) in run_lines.into_iter().zip(appended) {
             let book = self
                 .books
                 .get_mut(&manual)
                 .unwrap_or_else(|| unreachable!("every decided manual has a book"));
-            let appended = self
-                .session
-                .append(
-                    manual.as_str(),
-                    ExpectedVersion::Exactly(book.flushed),
-                    events,
-                )
-                .await?;
-            // Ids were checked against the store before deciding; fewer
-            // appended means another writer committed some of these ids
-            // since. Decide the file again: it will find them held.
-            if appended.len() != lines.len() {
-                return Err(LedgerError::Store(StoreError::Conflict {
-                    stream: manual.to_string(),
-                    expected: book.flushed,
-                    actual: book.flushed,
-                }));
-            }
-            book.pending -= appended.len();
-            for (line, event) in lines.into_iter().zip(appended) {
+            for (line, event) in lines.into_iter().zip(events) {
                 book.flushed = event.version;
+                book.pending -= 1;
                 self.outcome.append(AppendedMovement {
                     line,
                     id: event.caller_id,
@@ -421,6 +475,33 @@ fn reversal_target(stored: &StoredEvent) -> Result<ReversalTarget, LedgerError> 
     let recorded = crate::query::decode(stored)?;
     Ok(ReversalTarget {
         manual: recorded.envelope.manual.clone(),
+        recorded,
+    })
+}
+
+/// The target of a reversal decided earlier in the same batch, read back as
+/// it will be stored.
+fn pending_reversal_target(
+    line: usize,
+    manual: &ManualNo,
+    event: &NewEvent,
+) -> Result<ReversalTarget, LedgerError> {
+    let recorded = RecordedMovement::from_stored(
+        &event.event_type,
+        event.schema_version,
+        manual.as_str(),
+        event.business_date,
+        event.caller_id.clone(),
+        &event.payload,
+    )
+    // Not yet in the store, so without a version of its own.
+    .map_err(|malformed| LedgerError::Corrupt {
+        stream: manual.to_string(),
+        version: 0,
+        message: format!("the movement of line {line} does not read back: {malformed}"),
+    })?;
+    Ok(ReversalTarget {
+        manual: manual.clone(),
         recorded,
     })
 }

@@ -29,6 +29,9 @@ pub const PROJECTIONS: &[&str] = &["manuals", "timeline", "snapshots"];
 /// a cache and change no answer).
 pub const SNAPSHOT_EVERY_EVENTS: i64 = 1_000;
 
+/// The first page a manual is loaded with when a follower first meets it.
+const FIRST_LOAD_PAGE_EVENTS: usize = 100;
+
 /// The snapshot interval in force.
 pub fn snapshot_every() -> i64 {
     std::env::var("BONDLEDGER_SNAPSHOT_EVERY")
@@ -255,11 +258,15 @@ impl Runner {
                 }
             }
         }
+        // Pages grow from a small one: a follower that starts from an early
+        // checkpoint mostly finds the stream's first event already beyond it.
+        let mut page_events = FIRST_LOAD_PAGE_EVENTS;
         loop {
             let page = self
                 .store
-                .read_stream(manual, next_version, MAX_PAGE_EVENTS)
+                .read_stream(manual, next_version, page_events)
                 .await?;
+            page_events = (page_events * 4).min(MAX_PAGE_EVENTS);
             let Some(last) = page.last().map(|e| e.version) else {
                 break;
             };

@@ -35,20 +35,37 @@ pub(crate) struct StreamHead {
     pub hash: Option<String>,
 }
 
-/// The rows an append writes and the heads it leaves behind.
-#[derive(Debug)]
-pub(crate) struct AppendPlan {
+/// Where one stream of an append stood and where it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamMove {
     pub stream: String,
     pub previous_version: i64,
+    pub version: i64,
+    pub hash: String,
+}
+
+/// The rows an append writes (in position order) and the heads it leaves behind.
+#[derive(Debug)]
+pub(crate) struct AppendPlan {
     pub previous_position: i64,
     pub rows: Vec<EventRow>,
+    /// Every stream the rows extend, once, in the order first met.
+    pub streams: Vec<StreamMove>,
 }
 
 impl AppendPlan {
     pub(crate) fn last(&self) -> &EventRow {
-        // A plan is only made for at least one event (see `plan_rows`).
+        // A plan is only written with at least one row (see `append_runs_in`).
         &self.rows[self.rows.len() - 1]
     }
+}
+
+/// One stream's events within [`crate::AppendSession::append_runs`].
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
 }
 
 /// The transaction an append runs in. Implementations hold the ledger-wide append
@@ -62,7 +79,6 @@ pub(crate) trait WriteTransaction: Send {
     ) -> Result<Vec<EventRow>, StoreError>;
     async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError>;
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
-    async fn write_restore(&mut self, plan: &RestorePlan) -> Result<(), StoreError>;
 }
 
 /// Appends `events` to `stream` inside `transaction` (see [`crate::EventStore::append`]).
@@ -75,24 +91,108 @@ pub(crate) async fn append_in<T>(
 where
     T: WriteTransaction + ?Sized,
 {
-    validate_append(stream, expected, &events)?;
-    if events.is_empty() {
-        return Ok(Vec::new());
+    let run = StreamAppend {
+        stream: stream.to_owned(),
+        expected,
+        events,
+    };
+    let mut appended = append_runs_in(transaction, vec![run]).await?;
+    Ok(appended.pop().unwrap_or_default())
+}
+
+/// Appends `runs` in order inside `transaction`, as if each were appended in turn, with
+/// one look-up of caller ids and one write for all (see
+/// [`crate::AppendSession::append_runs`]). On an error nothing of them is written
+/// unless [`may_have_written`] says so.
+pub(crate) async fn append_runs_in<T>(
+    transaction: &mut T,
+    runs: Vec<StreamAppend>,
+) -> Result<Vec<Vec<Appended>>, StoreError>
+where
+    T: WriteTransaction + ?Sized,
+{
+    let mut event_count = 0_usize;
+    for run in &runs {
+        validate_append(&run.stream, run.expected, &run.events)?;
+        event_count += run.events.len();
     }
-    let prepared = prepare_events(events)?;
+    if event_count > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::InvalidInput(format!(
+            "one append holds at most {MAX_EVENTS_PER_APPEND} events, not {event_count}"
+        )));
+    }
+    if event_count == 0 {
+        return Ok(runs.iter().map(|_| Vec::new()).collect());
+    }
+    let mut prepared = Vec::with_capacity(runs.len());
+    for run in runs {
+        prepared.push((run.stream, run.expected, prepare_events(run.events)?));
+    }
     // The lock comes first so that everything read below is what the append writes over.
     let ledger_head = transaction.lock_ledger_head().await?;
-    let caller_ids = distinct_caller_ids(&prepared);
+    let caller_ids = distinct_caller_ids(prepared.iter().flat_map(|(_, _, events)| events));
     let held = transaction.rows_by_caller_ids(&caller_ids).await?;
-    let fresh = skip_held(stream, prepared, &held)?;
-    if fresh.is_empty() {
-        return Ok(Vec::new());
+    let mut seen = SeenIds::new(&held);
+    let mut heads: HashMap<String, (StreamHead, [u8; 32])> = HashMap::new();
+    let mut plan = AppendPlan {
+        previous_position: ledger_head.position,
+        rows: Vec::with_capacity(event_count),
+        streams: Vec::new(),
+    };
+    let recorded_at = recorded_at(ledger_head, Utc::now());
+    let mut run_lengths = Vec::with_capacity(prepared.len());
+    for (stream, expected, events) in prepared {
+        let fresh = seen.skip_held(&stream, events)?;
+        run_lengths.push(fresh.len());
+        if fresh.is_empty() {
+            continue;
+        }
+        if !heads.contains_key(&stream) {
+            let head = transaction.stream_head(&stream).await?;
+            let previous_hash = head_hash(&stream, &head)?;
+            plan.streams.push(StreamMove {
+                stream: stream.clone(),
+                previous_version: head.version,
+                version: head.version,
+                hash: head.hash.clone().unwrap_or_default(),
+            });
+            heads.insert(stream.clone(), (head, previous_hash));
+        }
+        let (head, previous_hash) = heads
+            .get_mut(&stream)
+            .unwrap_or_else(|| unreachable!("the head was read above"));
+        check_expected_version(&stream, expected, head.version)?;
+        let first_position = ledger_head.position + plan.rows.len() as i64 + 1;
+        let rows = plan_rows(
+            &stream,
+            fresh,
+            head.version,
+            previous_hash,
+            first_position,
+            recorded_at,
+        );
+        let last = rows
+            .last()
+            .unwrap_or_else(|| unreachable!("a run has rows"));
+        head.version = last.version;
+        head.hash = Some(last.hash.clone());
+        let moved = plan
+            .streams
+            .iter_mut()
+            .find(|moved| moved.stream == stream)
+            .unwrap_or_else(|| unreachable!("every stream appended to has a move"));
+        moved.version = last.version;
+        moved.hash = last.hash.clone();
+        plan.rows.extend(rows);
     }
-    let stream_head = transaction.stream_head(stream).await?;
-    check_expected_version(stream, expected, stream_head.version)?;
-    let plan = plan_rows(stream, fresh, &stream_head, ledger_head, Utc::now())?;
-    transaction.write(&plan).await?;
-    Ok(plan.rows.iter().map(EventRow::appended).collect())
+    if !plan.rows.is_empty() {
+        transaction.write(&plan).await?;
+    }
+    let mut rows = plan.rows.iter();
+    Ok(run_lengths
+        .into_iter()
+        .map(|length| rows.by_ref().take(length).map(EventRow::appended).collect())
+        .collect())
 }
 
 /// Writes events exported from another ledger as they were: the same event ids, caller
@@ -113,173 +213,124 @@ where
             events.len()
         )));
     }
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let ledger_head = transaction.lock_ledger_head().await?;
     // One plan for the whole call, whatever the streams: on a log whose streams
     // interleave, a plan per run of one stream would cost statements per event.
-    let mut streams: HashMap<String, StreamHead> = HashMap::new();
-    for event in &events {
-        if !streams.contains_key(&event.stream) {
-            let head = transaction.stream_head(&event.stream).await?;
-            streams.insert(event.stream.clone(), head);
+    let mut heads: HashMap<String, (StreamHead, [u8; 32])> = HashMap::new();
+    let mut plan = AppendPlan {
+        previous_position: ledger_head.position,
+        rows: Vec::with_capacity(events.len()),
+        streams: Vec::new(),
+    };
+    let mut previous_recorded_at = ledger_head.recorded_at;
+    for event in events {
+        let stream = event.stream.clone();
+        validate_stream_name(&stream)?;
+        if !heads.contains_key(&stream) {
+            let head = transaction.stream_head(&stream).await?;
+            let previous_hash = head_hash(&stream, &head)?;
+            plan.streams.push(StreamMove {
+                stream: stream.clone(),
+                previous_version: head.version,
+                version: head.version,
+                hash: head.hash.clone().unwrap_or_default(),
+            });
+            heads.insert(stream.clone(), (head, previous_hash));
         }
+        let (head, previous_hash) = heads
+            .get_mut(&stream)
+            .unwrap_or_else(|| unreachable!("the head was read above"));
+        let position = ledger_head.position + plan.rows.len() as i64 + 1;
+        let row = restored_row(
+            event,
+            head.version + 1,
+            position,
+            previous_hash,
+            previous_recorded_at,
+        )?;
+        head.version = row.version;
+        head.hash = Some(row.hash.clone());
+        let moved = plan
+            .streams
+            .iter_mut()
+            .find(|moved| moved.stream == stream)
+            .unwrap_or_else(|| unreachable!("every stream restored to has a move"));
+        moved.version = row.version;
+        moved.hash = row.hash.clone();
+        previous_recorded_at = Some(row.recorded_at);
+        plan.rows.push(row);
     }
-    let plan = plan_restore(events, streams, ledger_head)?;
-    if plan.rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    transaction.write_restore(&plan).await?;
+    transaction.write(&plan).await?;
     Ok(plan.rows.iter().map(EventRow::appended).collect())
 }
 
-/// The rows a restore writes, across streams, and each stream's head before and after.
-#[derive(Debug)]
-pub(crate) struct RestorePlan {
-    pub previous_position: i64,
-    pub rows: Vec<EventRow>,
-    /// (stream, version before, version after, hash after), by stream.
-    pub heads: Vec<(String, i64, i64, String)>,
-}
-
-fn plan_restore(
-    events: Vec<StoredEvent>,
-    mut streams: HashMap<String, StreamHead>,
-    ledger_head: LedgerHead,
-) -> Result<RestorePlan, StoreError> {
-    let before: HashMap<String, i64> = streams
-        .iter()
-        .map(|(stream, head)| (stream.clone(), head.version))
-        .collect();
-    let mut ledger_head = ledger_head;
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
-        let stream_head = streams.get_mut(&event.stream).ok_or_else(|| {
-            StoreError::Integrity(format!("stream {}: no head read", event.stream))
-        })?;
-        let plan = plan_restored_rows(vec![event], stream_head, ledger_head)?;
-        let row =
-            plan.rows.into_iter().next().ok_or_else(|| {
-                StoreError::Integrity("a restore plan without its row".to_owned())
-            })?;
-        *stream_head = StreamHead {
-            version: row.version,
-            hash: Some(row.hash.clone()),
-        };
-        ledger_head = LedgerHead {
-            position: row.position,
-            recorded_at: Some(row.recorded_at),
-        };
-        rows.push(row);
+/// The row of one restored event at `version` and `position`, chained to
+/// `previous_hash` (moved on to its hash), or why it cannot be restored.
+fn restored_row(
+    event: StoredEvent,
+    version: i64,
+    position: i64,
+    previous_hash: &mut [u8; 32],
+    previous_recorded_at: Option<DateTime<Utc>>,
+) -> Result<EventRow, StoreError> {
+    let stream = event.stream.clone();
+    let refuse = |reason: String| {
+        StoreError::InvalidInput(format!(
+            "stream {stream} version {}: {reason}",
+            event.version
+        ))
+    };
+    if event.version != version {
+        return Err(refuse(format!(
+            "does not continue the stream, which is at version {}",
+            version - 1
+        )));
     }
-    let mut heads: Vec<(String, i64, i64, String)> = streams
-        .into_iter()
-        .filter_map(|(stream, head)| {
-            let previous = before.get(&stream).copied().unwrap_or(0);
-            let hash = head.hash?;
-            (head.version > previous).then_some((stream, previous, head.version, hash))
-        })
-        .collect();
-    heads.sort();
-    Ok(RestorePlan {
-        previous_position: rows
-            .first()
-            .map_or(ledger_head.position, |row| row.position - 1),
-        rows,
-        heads,
-    })
-}
-
-fn plan_restored_rows(
-    run: Vec<StoredEvent>,
-    stream_head: &StreamHead,
-    ledger_head: LedgerHead,
-) -> Result<AppendPlan, StoreError> {
-    let stream = run[0].stream.clone();
-    validate_stream_name(&stream)?;
-    let mut previous_hash = previous_hash(&stream, stream_head)?;
-    let mut previous_recorded_at = ledger_head.recorded_at;
-    let mut rows = Vec::with_capacity(run.len());
-    for (offset, event) in (1_i64..).zip(run) {
-        let version = stream_head.version + offset;
-        let refuse = |reason: String| {
-            StoreError::InvalidInput(format!(
-                "stream {stream} version {}: {reason}",
-                event.version
-            ))
-        };
-        if event.version != version {
+    if let Some(caller_id) = &event.caller_id {
+        let id_chars = caller_id.chars().count();
+        if id_chars == 0 || id_chars > MAX_CALLER_ID_CHARS {
             return Err(refuse(format!(
-                "does not continue the stream, which is at version {}",
-                version - 1
+                "a caller id is 1 to {MAX_CALLER_ID_CHARS} characters, not {id_chars}"
             )));
         }
-        if let Some(caller_id) = &event.caller_id {
-            let id_chars = caller_id.chars().count();
-            if id_chars == 0 || id_chars > MAX_CALLER_ID_CHARS {
-                return Err(refuse(format!(
-                    "a caller id is 1 to {MAX_CALLER_ID_CHARS} characters, not {id_chars}"
-                )));
-            }
-        }
-        if previous_recorded_at.is_some_and(|last| event.recorded_at < last) {
-            return Err(refuse(
-                "recorded before the ledger's last event: positions would not follow time"
-                    .to_owned(),
-            ));
-        }
-        let metadata_json = metadata_json(&event.metadata)?;
-        let mut row = EventRow {
-            position: ledger_head.position + offset,
-            event_id: event.event_id,
-            caller_id: event.caller_id,
-            stream: stream.clone(),
-            version,
-            event_type: event.event_type,
-            schema_version: event.schema_version,
-            payload_json: canonical_json(&event.payload),
-            metadata_json,
-            business_date: event.business_date,
-            recorded_at: event.recorded_at,
-            hash: String::new(),
-        };
-        if row.payload_json.len() > MAX_PAYLOAD_BYTES {
-            return Err(refuse(format!(
-                "an event payload is at most {MAX_PAYLOAD_BYTES} bytes, not {}",
-                row.payload_json.len()
-            )));
-        }
-        previous_hash = event_hash(&previous_hash, &row);
-        row.hash = hex::encode(previous_hash);
-        if row.hash != event.hash {
-            return Err(refuse(
-                "its hash is not the hash of the event chained to the stream".to_owned(),
-            ));
-        }
-        previous_recorded_at = Some(row.recorded_at);
-        rows.push(row);
     }
-    Ok(AppendPlan {
-        stream,
-        previous_version: stream_head.version,
-        previous_position: ledger_head.position,
-        rows,
-    })
-}
-
-fn previous_hash(stream: &str, stream_head: &StreamHead) -> Result<[u8; 32], StoreError> {
-    match &stream_head.hash {
-        None if stream_head.version == 0 => Ok(chain::GENESIS),
-        Some(hash_hex) if stream_head.version > 0 => {
-            chain::decode_hash(hash_hex).ok_or_else(|| {
-                StoreError::Integrity(format!(
-                    "stream {stream}: the stored head hash is not a SHA-256 hash"
-                ))
-            })
-        }
-        _ => Err(StoreError::Integrity(format!(
-            "stream {stream}: the head at version {} disagrees with its hash",
-            stream_head.version
-        ))),
+    if previous_recorded_at.is_some_and(|last| event.recorded_at < last) {
+        return Err(refuse(
+            "recorded before the ledger's last event: positions would not follow time".to_owned(),
+        ));
     }
+    let metadata_json = metadata_json(&event.metadata)?;
+    let mut row = EventRow {
+        position,
+        event_id: event.event_id,
+        caller_id: event.caller_id,
+        stream: stream.clone(),
+        version,
+        event_type: event.event_type,
+        schema_version: event.schema_version,
+        payload_json: canonical_json(&event.payload),
+        metadata_json,
+        business_date: event.business_date,
+        recorded_at: event.recorded_at,
+        hash: String::new(),
+    };
+    if row.payload_json.len() > MAX_PAYLOAD_BYTES {
+        return Err(refuse(format!(
+            "an event payload is at most {MAX_PAYLOAD_BYTES} bytes, not {}",
+            row.payload_json.len()
+        )));
+    }
+    *previous_hash = event_hash(previous_hash, &row);
+    row.hash = hex::encode(*previous_hash);
+    if row.hash != event.hash {
+        return Err(refuse(
+            "its hash is not the hash of the event chained to the stream".to_owned(),
+        ));
+    }
+    Ok(row)
 }
 
 /// Refusals are decided before anything is written; any other error may come after a
@@ -359,10 +410,24 @@ fn validate_append(
 }
 
 fn prepare_events(events: Vec<NewEvent>) -> Result<Vec<PreparedEvent>, StoreError> {
-    events.into_iter().map(prepare_event).collect()
+    // The events of one append mostly share their metadata: encoded once.
+    let mut last_metadata: Option<(EventMetadata, String)> = None;
+    let mut prepared = Vec::with_capacity(events.len());
+    for event in events {
+        let metadata_json = match &last_metadata {
+            Some((metadata, json)) if *metadata == event.metadata => json.clone(),
+            _ => {
+                let json = metadata_json(&event.metadata)?;
+                last_metadata = Some((event.metadata.clone(), json.clone()));
+                json
+            }
+        };
+        prepared.push(prepare_event(event, metadata_json)?);
+    }
+    Ok(prepared)
 }
 
-fn prepare_event(event: NewEvent) -> Result<PreparedEvent, StoreError> {
+fn prepare_event(event: NewEvent, metadata_json: String) -> Result<PreparedEvent, StoreError> {
     let payload_json = canonical_json(&event.payload);
     if payload_json.len() > MAX_PAYLOAD_BYTES {
         return Err(StoreError::InvalidInput(format!(
@@ -375,7 +440,7 @@ fn prepare_event(event: NewEvent) -> Result<PreparedEvent, StoreError> {
         event_type: event.event_type,
         schema_version: event.schema_version,
         payload_json,
-        metadata_json: metadata_json(&event.metadata)?,
+        metadata_json,
         business_date: event.business_date,
     })
 }
@@ -386,11 +451,8 @@ fn metadata_json(metadata: &EventMetadata) -> Result<String, StoreError> {
     Ok(canonical_json(&value))
 }
 
-fn distinct_caller_ids(events: &[PreparedEvent]) -> Vec<String> {
-    let mut caller_ids: Vec<String> = events
-        .iter()
-        .filter_map(|event| event.caller_id.clone())
-        .collect();
+fn distinct_caller_ids<'a>(events: impl Iterator<Item = &'a PreparedEvent>) -> Vec<String> {
+    let mut caller_ids: Vec<String> = events.filter_map(|event| event.caller_id.clone()).collect();
     caller_ids.sort_unstable();
     caller_ids.dedup();
     caller_ids
@@ -405,68 +467,99 @@ struct Content<'a> {
     payload_json: &'a str,
 }
 
-/// Drops the events the ledger (or this batch) already holds with the same content;
-/// the same caller id with different content is an [`StoreError::IdConflict`].
+/// The caller ids an append must not take again: those the ledger holds, and those
+/// taken earlier in the same append.
+struct SeenIds<'a> {
+    held: HashMap<&'a str, Content<'a>>,
+    /// Caller id → (stream, event type, business date, payload).
+    batch: HashMap<String, (String, String, NaiveDate, String)>,
+}
+
+impl<'a> SeenIds<'a> {
+    fn new(held: &'a [EventRow]) -> Self {
+        let held = held
+            .iter()
+            .filter_map(|row| {
+                let caller_id = row.caller_id.as_deref()?;
+                let content = Content {
+                    stream: &row.stream,
+                    event_type: &row.event_type,
+                    business_date: row.business_date,
+                    payload_json: &row.payload_json,
+                };
+                Some((caller_id, content))
+            })
+            .collect();
+        SeenIds {
+            held,
+            batch: HashMap::new(),
+        }
+    }
+
+    /// Drops the events the ledger (or this append) already holds with the same
+    /// content; the same caller id with different content is an
+    /// [`StoreError::IdConflict`].
+    fn skip_held(
+        &mut self,
+        stream: &str,
+        events: Vec<PreparedEvent>,
+    ) -> Result<Vec<PreparedEvent>, StoreError> {
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            let Some(caller_id) = event.caller_id.as_deref() else {
+                fresh.push(event);
+                continue;
+            };
+            let content = Content {
+                stream,
+                event_type: &event.event_type,
+                business_date: event.business_date,
+                payload_json: &event.payload_json,
+            };
+            let earlier = match (self.held.get(caller_id), self.batch.get(caller_id)) {
+                (Some(held), _) => Some(*held == content),
+                (None, Some((stream, event_type, business_date, payload_json))) => Some(
+                    Content {
+                        stream,
+                        event_type,
+                        business_date: *business_date,
+                        payload_json,
+                    } == content,
+                ),
+                (None, None) => None,
+            };
+            match earlier {
+                Some(true) => continue,
+                Some(false) => {
+                    return Err(StoreError::IdConflict {
+                        caller_id: caller_id.to_owned(),
+                    })
+                }
+                None => {}
+            }
+            self.batch.insert(
+                caller_id.to_owned(),
+                (
+                    stream.to_owned(),
+                    event.event_type.clone(),
+                    event.business_date,
+                    event.payload_json.clone(),
+                ),
+            );
+            fresh.push(event);
+        }
+        Ok(fresh)
+    }
+}
+
+/// Drops the events `held` (or this batch) holds already; see [`SeenIds::skip_held`].
+#[cfg(test)]
 fn skip_held(
     stream: &str,
     events: Vec<PreparedEvent>,
     held: &[EventRow],
 ) -> Result<Vec<PreparedEvent>, StoreError> {
-    let held_content: HashMap<String, Content<'_>> = held
-        .iter()
-        .filter_map(|row| {
-            let caller_id = row.caller_id.clone()?;
-            let content = Content {
-                stream: &row.stream,
-                event_type: &row.event_type,
-                business_date: row.business_date,
-                payload_json: &row.payload_json,
-            };
-            Some((caller_id, content))
-        })
-        .collect();
-    let mut batch_content: HashMap<String, (String, NaiveDate, String)> = HashMap::new();
-    let mut fresh = Vec::with_capacity(events.len());
-    for event in events {
-        let Some(caller_id) = event.caller_id.clone() else {
-            fresh.push(event);
-            continue;
-        };
-        let content = Content {
-            stream,
-            event_type: &event.event_type,
-            business_date: event.business_date,
-            payload_json: &event.payload_json,
-        };
-        if let Some(existing) = held_content.get(&caller_id) {
-            if *existing != content {
-                return Err(StoreError::IdConflict { caller_id });
-            }
-            continue;
-        }
-        if let Some((event_type, business_date, payload_json)) = batch_content.get(&caller_id) {
-            let earlier = Content {
-                stream,
-                event_type,
-                business_date: *business_date,
-                payload_json,
-            };
-            if earlier != content {
-                return Err(StoreError::IdConflict { caller_id });
-            }
-            continue;
-        }
-        batch_content.insert(
-            caller_id,
-            (
-                event.event_type.clone(),
-                event.business_date,
-                event.payload_json.clone(),
-            ),
-        );
-        fresh.push(event);
-    }
-    Ok(fresh)
+    SeenIds::new(held).skip_held(stream, events)
 }
 
 fn check_expected_version(
@@ -485,33 +578,50 @@ fn check_expected_version(
     }
 }
 
-/// Numbers, stamps and chains the fresh events. `now` is truncated to microseconds and
-/// never goes below the last recorded time, so `recorded_at` follows position order.
+/// The hash a stream's next event chains to.
+fn head_hash(stream: &str, head: &StreamHead) -> Result<[u8; 32], StoreError> {
+    match &head.hash {
+        None if head.version == 0 => Ok(chain::GENESIS),
+        Some(hash_hex) if head.version > 0 => chain::decode_hash(hash_hex).ok_or_else(|| {
+            StoreError::Integrity(format!(
+                "stream {stream}: the stored head hash is not a SHA-256 hash"
+            ))
+        }),
+        _ => Err(StoreError::Integrity(format!(
+            "stream {stream}: the head at version {} disagrees with its hash",
+            head.version
+        ))),
+    }
+}
+
+/// The recording time of an append: `now` truncated to microseconds, never below the
+/// last recorded time, so `recorded_at` follows position order.
+fn recorded_at(ledger_head: LedgerHead, now: DateTime<Utc>) -> DateTime<Utc> {
+    let now = now.trunc_subsecs(6);
+    match ledger_head.recorded_at {
+        Some(last) if last > now => last,
+        _ => now,
+    }
+}
+
+/// Numbers, stamps and chains the fresh events of one stream, from `version` and
+/// `previous_hash` (left at the last event's hash) and ledger position `first_position`.
 fn plan_rows(
     stream: &str,
     events: Vec<PreparedEvent>,
-    stream_head: &StreamHead,
-    ledger_head: LedgerHead,
-    now: DateTime<Utc>,
-) -> Result<AppendPlan, StoreError> {
-    assert!(
-        !events.is_empty(),
-        "an append plan is made for at least one event"
-    );
-    let mut previous_hash = previous_hash(stream, stream_head)?;
-    let now = now.trunc_subsecs(6);
-    let recorded_at = match ledger_head.recorded_at {
-        Some(last) if last > now => last,
-        _ => now,
-    };
+    version: i64,
+    previous_hash: &mut [u8; 32],
+    first_position: i64,
+    recorded_at: DateTime<Utc>,
+) -> Vec<EventRow> {
     let mut rows = Vec::with_capacity(events.len());
-    for (offset, event) in (1_i64..).zip(events) {
+    for (offset, event) in (0_i64..).zip(events) {
         let mut row = EventRow {
-            position: ledger_head.position + offset,
+            position: first_position + offset,
             event_id: Uuid::now_v7(),
             caller_id: event.caller_id,
             stream: stream.to_owned(),
-            version: stream_head.version + offset,
+            version: version + offset + 1,
             event_type: event.event_type,
             schema_version: event.schema_version,
             payload_json: event.payload_json,
@@ -520,16 +630,11 @@ fn plan_rows(
             recorded_at,
             hash: String::new(),
         };
-        previous_hash = event_hash(&previous_hash, &row);
-        row.hash = hex::encode(previous_hash);
+        *previous_hash = event_hash(previous_hash, &row);
+        row.hash = hex::encode(*previous_hash);
         rows.push(row);
     }
-    Ok(AppendPlan {
-        stream: stream.to_owned(),
-        previous_version: stream_head.version,
-        previous_position: ledger_head.position,
-        rows,
-    })
+    rows
 }
 
 #[cfg(test)]
@@ -542,27 +647,21 @@ mod tests {
     }
 
     fn event(caller_id: Option<&str>, payload: serde_json::Value) -> PreparedEvent {
-        prepare_event(NewEvent {
+        let mut prepared = prepare_events(vec![NewEvent {
             caller_id: caller_id.map(str::to_owned),
             event_type: "Imported".to_owned(),
             schema_version: 1,
             payload,
             metadata: EventMetadata::default(),
             business_date: date(),
-        })
-        .expect("a valid event")
+        }])
+        .expect("a valid event");
+        prepared.pop().expect("one event prepared")
     }
 
-    fn plan(events: Vec<PreparedEvent>) -> AppendPlan {
-        let head = StreamHead {
-            version: 0,
-            hash: None,
-        };
-        let ledger = LedgerHead {
-            position: 10,
-            recorded_at: None,
-        };
-        plan_rows("s", events, &head, ledger, Utc::now()).expect("a plan")
+    /// The rows of a first append to stream `s` on a ledger at position 10.
+    fn plan(events: Vec<PreparedEvent>) -> Vec<EventRow> {
+        plan_rows("s", events, 0, &mut chain::GENESIS.clone(), 11, Utc::now())
     }
 
     #[test]
@@ -588,7 +687,7 @@ mod tests {
 
     #[test]
     fn a_held_event_is_the_same_only_on_the_same_stream() {
-        let held = plan(vec![event(Some("a"), json!({"x": 1}))]).rows;
+        let held = plan(vec![event(Some("a"), json!({"x": 1}))]);
         let same =
             skip_held("s", vec![event(Some("a"), json!({"x": 1}))], &held).expect("same content");
         assert!(same.is_empty());
@@ -598,7 +697,7 @@ mod tests {
 
     #[test]
     fn rows_continue_the_stream_and_the_ledger() {
-        let rows = plan(vec![event(None, json!(1)), event(None, json!(2))]).rows;
+        let rows = plan(vec![event(None, json!(1)), event(None, json!(2))]);
         assert_eq!(
             rows.iter().map(|row| row.version).collect::<Vec<_>>(),
             vec![1, 2]
@@ -619,14 +718,27 @@ mod tests {
             position: 0,
             recorded_at: Some(later),
         };
+        assert_eq!(recorded_at(ledger, Utc::now()), later);
+    }
+
+    #[test]
+    fn a_head_without_its_hash_is_refused() {
         let head = StreamHead {
+            version: 3,
+            hash: None,
+        };
+        assert!(matches!(
+            head_hash("s", &head),
+            Err(StoreError::Integrity(_))
+        ));
+        let fresh = StreamHead {
             version: 0,
             hash: None,
         };
-        let rows = plan_rows("s", vec![event(None, json!(1))], &head, ledger, Utc::now())
-            .expect("a plan")
-            .rows;
-        assert_eq!(rows[0].recorded_at, later);
+        assert_eq!(
+            head_hash("s", &fresh).expect("a new stream"),
+            chain::GENESIS
+        );
     }
 
     #[test]

@@ -24,8 +24,11 @@
 //! rest literal UTF-8); numbers as `serde_json` prints them. The store keeps payload
 //! and metadata as exactly this text, so the bytes hashed are the bytes stored.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use std::fmt::Write;
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::event::EventRow;
 
@@ -35,56 +38,97 @@ const ENCODING_TAG: &str = "bondledger.event.v1";
 /// The `previous` of a stream's first event.
 pub(crate) const GENESIS: [u8; 32] = [0; 32];
 
-/// The text form of `recorded_at` in the hash (and in SQLite's column).
+/// The text form of `recorded_at` in the hash (and in SQLite's column):
+/// `%Y-%m-%dT%H:%M:%S%.6fZ`, written out by hand because it is formatted for
+/// every event appended or verified.
 pub(crate) fn format_recorded_at(recorded_at: &DateTime<Utc>) -> String {
-    recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    let (date, time) = (recorded_at.date_naive(), recorded_at.time());
+    // A leap second is kept as a nanosecond count past 10^9; strftime shows it as :60.
+    let nanosecond = time.nanosecond();
+    let (second, nanosecond) = if nanosecond >= 1_000_000_000 {
+        (time.second() + 1, nanosecond - 1_000_000_000)
+    } else {
+        (time.second(), nanosecond)
+    };
+    let mut text = String::with_capacity(27);
+    push_date(&mut text, &date);
+    let _ = write!(
+        text,
+        "T{:02}:{:02}:{:02}.{:06}Z",
+        time.hour(),
+        time.minute(),
+        second,
+        nanosecond / 1_000
+    );
+    text
 }
 
-/// The text form of `business_date` in the hash (and in SQLite's column).
+/// The text form of `business_date` in the hash (and in SQLite's column): `%Y-%m-%d`.
 pub(crate) fn format_business_date(business_date: &NaiveDate) -> String {
-    business_date.format("%Y-%m-%d").to_string()
+    let mut text = String::with_capacity(10);
+    push_date(&mut text, business_date);
+    text
+}
+
+fn push_date(text: &mut String, date: &NaiveDate) {
+    let year = date.year();
+    // strftime's %Y: four digits at least, a sign beyond 9999 and before year 0.
+    let _ = if (0..=9999).contains(&year) {
+        write!(text, "{year:04}")
+    } else {
+        write!(text, "{year:+05}")
+    };
+    let _ = write!(text, "-{:02}-{:02}", date.month(), date.day());
 }
 
 /// `value` as canonical JSON text (see the module documentation).
 pub fn canonical_json(value: &serde_json::Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    out
+    // serde_json writes UTF-8 only, and so does everything pushed here.
+    String::from_utf8(out).unwrap_or_else(|_| unreachable!("canonical JSON is UTF-8"))
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
-            out.push_str(&value.to_string());
+            write_scalar(value, out);
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(members) => {
             // Sorted here rather than trusting the map's order: `preserve_order` may be
             // switched on for serde_json anywhere in the dependency graph.
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
             sorted.sort_by(|left, right| left.0.as_bytes().cmp(right.0.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (index, (key, member)) in sorted.into_iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&serde_json::Value::String(key.clone()).to_string());
-                out.push(':');
+                write_scalar(key, out);
+                out.push(b':');
                 write_canonical(member, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
+}
+
+/// A string, number, boolean or null exactly as `serde_json` prints it.
+fn write_scalar<T: serde::Serialize + ?Sized>(scalar: &T, out: &mut Vec<u8>) {
+    // Writing a scalar into a Vec cannot fail.
+    serde_json::to_writer(out, scalar)
+        .unwrap_or_else(|error| unreachable!("a JSON scalar always serializes: {error}"));
 }
 
 /// The hash of `event` chained to `previous` (see the module documentation).
@@ -98,7 +142,11 @@ pub(crate) fn event_hash(previous: &[u8; 32], event: &EventRow) -> [u8; 32] {
 fn encode_event(event: &EventRow) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + event.payload_json.len());
     push_text(&mut out, ENCODING_TAG);
-    push_text(&mut out, &event.event_id.as_hyphenated().to_string());
+    let mut event_id = Uuid::encode_buffer();
+    push_text(
+        &mut out,
+        event.event_id.as_hyphenated().encode_lower(&mut event_id),
+    );
     match &event.caller_id {
         None => out.push(0),
         Some(caller_id) => {
@@ -134,6 +182,33 @@ pub(crate) fn decode_hash(hash_hex: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn dates_and_times_read_as_strftime_writes_them() {
+        let days = [(2026, 1, 5), (999, 12, 31), (10_000, 2, 29), (-4, 3, 1)];
+        for (year, month, day) in days {
+            let date = NaiveDate::from_ymd_opt(year, month, day).expect("a valid date");
+            assert_eq!(
+                format_business_date(&date),
+                date.format("%Y-%m-%d").to_string()
+            );
+        }
+        let moments = [
+            "2026-03-04T05:06:07.000008Z",
+            "2026-12-31T23:59:59.999999Z",
+            "2016-12-31T23:59:60.500000Z",
+        ];
+        for moment in moments {
+            let recorded_at = DateTime::parse_from_rfc3339(moment)
+                .expect("a valid moment")
+                .with_timezone(&Utc);
+            assert_eq!(
+                format_recorded_at(&recorded_at),
+                recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+            );
+            assert_eq!(format_recorded_at(&recorded_at), moment);
+        }
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_depth_and_drops_whitespace() {

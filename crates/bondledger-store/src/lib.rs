@@ -25,7 +25,9 @@ mod verify;
 
 use std::sync::Arc;
 
-pub use append::{MAX_CALLER_ID_CHARS, MAX_EVENTS_PER_APPEND, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES};
+pub use append::{
+    StreamAppend, MAX_CALLER_ID_CHARS, MAX_EVENTS_PER_APPEND, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES,
+};
 pub use error::StoreError;
 pub use event::{
     Appended, Backend, ChainBreak, EventMetadata, ExpectedVersion, NewEvent, StoredEvent,

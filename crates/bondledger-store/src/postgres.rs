@@ -11,15 +11,15 @@ use sqlx::{Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, restore_in, validate_stream_name, AppendPlan,
-    LedgerHead, RestorePlan, StreamHead, WriteTransaction,
+    append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
+    AppendPlan, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow};
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    StoreError, StoredEvent,
+    StoreError, StoredEvent, StreamAppend,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -153,6 +153,18 @@ impl AppendSession for PostgresSession {
         outcome
     }
 
+    #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
+    async fn append_runs(
+        &mut self,
+        runs: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Appended>>, StoreError> {
+        let outcome = append_runs_in(&mut *self, runs).await;
+        if outcome.as_ref().is_err_and(may_have_written) {
+            self.poisoned = true;
+        }
+        outcome
+    }
+
     #[tracing::instrument(name = "bondledger.store.session.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
     async fn find_by_caller_ids(
         &mut self,
@@ -220,10 +232,6 @@ impl WriteTransaction for PostgresSession {
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         write_plan(&mut self.transaction, plan).await
-    }
-
-    async fn write_restore(&mut self, plan: &RestorePlan) -> Result<(), StoreError> {
-        write_restore_plan(&mut self.transaction, plan).await
     }
 }
 
@@ -318,81 +326,42 @@ async fn select_ledger_head(
 
 async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<(), StoreError> {
     let last = plan.last();
-    // The stream row comes first: events reference it.
-    move_stream_head(
-        connection,
-        &plan.stream,
-        plan.previous_version,
-        last.version,
-        &last.hash,
-    )
-    .await?;
-    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, chunk).await?;
-    }
-    move_ledger_head(connection, plan.previous_position, last).await
-}
-
-async fn write_restore_plan(
-    connection: &mut PgConnection,
-    plan: &RestorePlan,
-) -> Result<(), StoreError> {
-    let Some(last) = plan.rows.last() else {
-        return Ok(());
-    };
-    for (stream, previous_version, version, hash) in &plan.heads {
-        move_stream_head(connection, stream, *previous_version, *version, hash).await?;
-    }
-    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, chunk).await?;
-    }
-    move_ledger_head(connection, plan.previous_position, last).await
-}
-
-async fn move_stream_head(
-    connection: &mut PgConnection,
-    stream: &str,
-    previous_version: i64,
-    version: i64,
-    hash: &str,
-) -> Result<(), StoreError> {
-    if previous_version == 0 {
-        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
-            .bind(stream)
-            .bind(version)
-            .bind(hash)
+    // The stream rows come first: events reference them.
+    for moved in &plan.streams {
+        if moved.previous_version == 0 {
+            sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
+                .bind(&moved.stream)
+                .bind(moved.version)
+                .bind(&moved.hash)
+                .execute(&mut *connection)
+                .await?;
+        } else {
+            let updated = sqlx::query(
+                "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
+            )
+            .bind(moved.version)
+            .bind(&moved.hash)
+            .bind(&moved.stream)
+            .bind(moved.previous_version)
             .execute(&mut *connection)
             .await?;
-        return Ok(());
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Integrity(format!(
+                    "stream {}: its head moved while the ledger was locked",
+                    moved.stream
+                )));
+            }
+        }
     }
-    let updated = sqlx::query(
-        "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
-    )
-    .bind(version)
-    .bind(hash)
-    .bind(stream)
-    .bind(previous_version)
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(StoreError::Integrity(format!(
-            "stream {stream}: its head moved while the ledger was locked"
-        )));
+    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
+        insert_events(connection, chunk).await?;
     }
-    Ok(())
-}
-
-async fn move_ledger_head(
-    connection: &mut PgConnection,
-    previous_position: i64,
-    last: &EventRow,
-) -> Result<(), StoreError> {
     let updated = sqlx::query(
         "UPDATE ledger_head SET position = $1, recorded_at = $2 WHERE id = 1 AND position = $3",
     )
     .bind(last.position)
     .bind(last.recorded_at)
-    .bind(previous_position)
+    .bind(plan.previous_position)
     .execute(&mut *connection)
     .await?;
     if updated.rows_affected() != 1 {
@@ -405,10 +374,10 @@ async fn move_ledger_head(
 
 /// One statement per chunk: columns travel as arrays and UNNEST turns them into rows.
 async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Result<(), StoreError> {
-    let mut streams = Vec::with_capacity(rows.len());
     let mut positions = Vec::with_capacity(rows.len());
     let mut event_ids = Vec::with_capacity(rows.len());
     let mut caller_ids = Vec::with_capacity(rows.len());
+    let mut streams = Vec::with_capacity(rows.len());
     let mut versions = Vec::with_capacity(rows.len());
     let mut event_types = Vec::with_capacity(rows.len());
     let mut schema_versions = Vec::with_capacity(rows.len());
@@ -418,10 +387,10 @@ async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Resu
     let mut recorded_ats = Vec::with_capacity(rows.len());
     let mut hashes = Vec::with_capacity(rows.len());
     for row in rows {
-        streams.push(row.stream.as_str());
         positions.push(row.position);
         event_ids.push(row.event_id);
         caller_ids.push(row.caller_id.as_deref());
+        streams.push(row.stream.as_str());
         versions.push(row.version);
         event_types.push(row.event_type.as_str());
         schema_versions.push(row.schema_version);

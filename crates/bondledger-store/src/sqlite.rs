@@ -14,8 +14,8 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, may_have_written, refused_commit, restore_in, validate_stream_name, AppendPlan,
-    LedgerHead, RestorePlan, StreamHead, WriteTransaction,
+    append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
+    AppendPlan, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
@@ -23,7 +23,7 @@ use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    StoreError, StoredEvent,
+    StoreError, StoredEvent, StreamAppend,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -54,7 +54,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A multi-row INSERT keeps a statement journal to undo itself alone; it
+            // never outlives the transaction, so memory serves and saves a temporary
+            // file's writes. Durability is the WAL's, which this does not touch.
+            .pragma("temp_store", "MEMORY");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -164,6 +168,18 @@ impl AppendSession for SqliteSession {
         outcome
     }
 
+    #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
+    async fn append_runs(
+        &mut self,
+        runs: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Appended>>, StoreError> {
+        let outcome = append_runs_in(&mut *self, runs).await;
+        if outcome.as_ref().is_err_and(may_have_written) {
+            self.poisoned = true;
+        }
+        outcome
+    }
+
     #[tracing::instrument(name = "bondledger.store.session.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
     async fn find_by_caller_ids(
         &mut self,
@@ -229,10 +245,6 @@ impl WriteTransaction for SqliteSession {
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         write_plan(&mut self.transaction, plan).await
-    }
-
-    async fn write_restore(&mut self, plan: &RestorePlan) -> Result<(), StoreError> {
-        write_restore_plan(&mut self.transaction, plan).await
     }
 }
 
@@ -327,90 +339,42 @@ async fn write_plan(
     plan: &AppendPlan,
 ) -> Result<(), StoreError> {
     let last = plan.last();
-    // The stream row comes first: events reference it.
-    move_stream_head(connection, &plan.stream, plan.previous_version, last).await?;
-    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, chunk).await?;
-    }
-    move_ledger_head(connection, plan.previous_position, last).await
-}
-
-async fn write_restore_plan(
-    connection: &mut SqliteConnection,
-    plan: &RestorePlan,
-) -> Result<(), StoreError> {
-    let Some(last) = plan.rows.last() else {
-        return Ok(());
-    };
-    for (stream, previous_version, version, hash) in &plan.heads {
-        move_stream_head_to(connection, stream, *previous_version, *version, hash).await?;
-    }
-    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, chunk).await?;
-    }
-    move_ledger_head(connection, plan.previous_position, last).await
-}
-
-async fn move_stream_head(
-    connection: &mut SqliteConnection,
-    stream: &str,
-    previous_version: i64,
-    last: &EventRow,
-) -> Result<(), StoreError> {
-    move_stream_head_to(
-        connection,
-        stream,
-        previous_version,
-        last.version,
-        &last.hash,
-    )
-    .await
-}
-
-async fn move_stream_head_to(
-    connection: &mut SqliteConnection,
-    stream: &str,
-    previous_version: i64,
-    version: i64,
-    hash: &str,
-) -> Result<(), StoreError> {
-    if previous_version == 0 {
-        sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
-            .bind(stream)
-            .bind(version)
-            .bind(hash)
+    // The stream rows come first: events reference them.
+    for moved in &plan.streams {
+        if moved.previous_version == 0 {
+            sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
+                .bind(&moved.stream)
+                .bind(moved.version)
+                .bind(&moved.hash)
+                .execute(&mut *connection)
+                .await?;
+        } else {
+            let updated = sqlx::query(
+                "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
+            )
+            .bind(moved.version)
+            .bind(&moved.hash)
+            .bind(&moved.stream)
+            .bind(moved.previous_version)
             .execute(&mut *connection)
             .await?;
-        return Ok(());
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Integrity(format!(
+                    "stream {}: its head moved while the ledger was locked",
+                    moved.stream
+                )));
+            }
+        }
     }
-    let updated = sqlx::query(
-        "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
-    )
-    .bind(version)
-    .bind(hash)
-    .bind(stream)
-    .bind(previous_version)
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(StoreError::Integrity(format!(
-            "stream {stream}: its head moved while the ledger was locked"
-        )));
+    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
+        insert_events(connection, chunk).await?;
     }
-    Ok(())
-}
-
-async fn move_ledger_head(
-    connection: &mut SqliteConnection,
-    previous_position: i64,
-    last: &EventRow,
-) -> Result<(), StoreError> {
     let updated = sqlx::query(
         "UPDATE ledger_head SET position = ?, recorded_at = ? WHERE id = 1 AND position = ?",
     )
     .bind(last.position)
     .bind(format_recorded_at(&last.recorded_at))
-    .bind(previous_position)
+    .bind(plan.previous_position)
     .execute(&mut *connection)
     .await?;
     if updated.rows_affected() != 1 {

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::{Appended, Backend, ChainBreak, ExpectedVersion, NewEvent, StoreError, StoredEvent};
+use crate::{
+    Appended, Backend, ChainBreak, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend,
+};
 
 /// A read returns at most this many events, whatever limit it is given: a page, never
 /// a whole history. A shorter page than asked for does not mean the end; an empty one does.
@@ -93,6 +95,16 @@ pub trait AppendSession: Send {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Appended>, StoreError>;
+
+    /// Several appends in order, as if each were [`AppendSession::append`]ed in turn
+    /// (an id taken by an earlier run counts as held for a later one; a run's expected
+    /// version is checked against the stream as the earlier runs leave it), with one
+    /// look-up of caller ids and one write for all: the appended events of each run.
+    /// On a conflict or a refused input nothing of them is written.
+    async fn append_runs(
+        &mut self,
+        runs: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Appended>>, StoreError>;
 
     /// Sees what this transaction appended so far too.
     async fn find_by_caller_ids(

@@ -64,4 +64,6 @@ contract_tests!(
     tokens_are_found_by_hash_and_keep_nothing_else,
     tokens_are_listed_and_revoked_without_being_deleted,
     only_one_first_token_is_kept_whoever_races,
+    runs_append_in_order_across_streams,
+    runs_are_refused_whole,
 );

@@ -18,6 +18,11 @@ use bondledger_ledger::Ledger;
 use bondledger_store::Backend;
 use clap::{Args, Parser, Subcommand};
 
+/// Replaying and importing allocate and free many small values a page at a
+/// time; the system allocator spends much of that time consolidating.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// No command measures over more than this many events, movements or appends.
 const MAX_SCALE: usize = 100_000_000;
 const MAX_WRITERS: usize = 64;

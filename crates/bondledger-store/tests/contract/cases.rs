@@ -8,6 +8,7 @@ use std::time::Duration;
 use bondledger_store::tokens::NewToken;
 use bondledger_store::{
     Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError, StoredEvent,
+    StreamAppend,
 };
 use chrono::NaiveDate;
 use serde_json::json;
@@ -1086,4 +1087,105 @@ pub async fn only_one_first_token_is_kept_whoever_races(ledger: TestLedger) {
         .await
         .expect("asked")
         .is_none());
+}
+
+fn run(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamAppend {
+    StreamAppend {
+        stream: stream.to_owned(),
+        expected,
+        events,
+    }
+}
+
+/// Runs appended together land as if appended one after another: positions in
+/// the order of the runs, each stream's versions and chain going on across runs.
+pub async fn runs_append_in_order_across_streams(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let mut session = store.begin().await.expect("begin");
+    let appended = session
+        .append_runs(vec![
+            run("a", ExpectedVersion::Exactly(0), events("a1", 2)),
+            run("b", ExpectedVersion::Exactly(0), events("b1", 1)),
+            run("a", ExpectedVersion::Exactly(2), events("a2", 2)),
+        ])
+        .await
+        .expect("append_runs");
+    let places: Vec<Vec<(String, i64, i64)>> = appended
+        .iter()
+        .map(|run| {
+            run.iter()
+                .map(|e| (e.stream.clone(), e.version, e.position))
+                .collect()
+        })
+        .collect();
+    let place = |stream: &str, version, position| (stream.to_owned(), version, position);
+    assert_eq!(
+        places,
+        vec![
+            vec![place("a", 1, 1), place("a", 2, 2)],
+            vec![place("b", 1, 3)],
+            vec![place("a", 3, 4), place("a", 4, 5)],
+        ]
+    );
+    session.commit().await.expect("commit");
+    assert_eq!(store.stream_version("a").await.expect("version"), 4);
+    assert_eq!(store.stream_version("b").await.expect("version"), 1);
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+    // The chain of "a" runs on across the run of "b" between its two runs.
+    let mut more = store.begin().await.expect("begin");
+    more.append("a", ExpectedVersion::Exactly(4), vec![event(None, 9)])
+        .await
+        .expect("append");
+    more.commit().await.expect("commit");
+    assert!(store
+        .verify_chain(Some("a"))
+        .await
+        .expect("verify")
+        .is_empty());
+}
+
+/// An id taken by an earlier run is held for a later one; a later run's stale
+/// expected version refuses the whole call, and nothing of it is written.
+pub async fn runs_are_refused_whole(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    let mut session = store.begin().await.expect("begin");
+    let held = session
+        .append_runs(vec![
+            run("a", ExpectedVersion::Exactly(0), events("x", 2)),
+            run(
+                "b",
+                ExpectedVersion::Exactly(0),
+                vec![event(Some("x-1"), 1)],
+            ),
+        ])
+        .await;
+    assert!(matches!(held, Err(StoreError::IdConflict { caller_id }) if caller_id == "x-1"));
+    let same = session
+        .append_runs(vec![
+            run("a", ExpectedVersion::Exactly(0), events("x", 2)),
+            run("a", ExpectedVersion::Exactly(2), events("x", 1)),
+        ])
+        .await
+        .expect("append_runs");
+    assert_eq!(same.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 0]);
+    let stale = session
+        .append_runs(vec![
+            run("b", ExpectedVersion::Exactly(0), events("y", 1)),
+            run("a", ExpectedVersion::Exactly(1), events("z", 1)),
+        ])
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::Conflict {
+            expected: 1,
+            actual: 2,
+            ..
+        })
+    ));
+    // The refusal wrote nothing: the session goes on and commits what it had.
+    assert_eq!(session.stream_version("b").await.expect("version"), 0);
+    session.commit().await.expect("commit");
+    assert_eq!(store.stream_version("a").await.expect("version"), 2);
+    assert_eq!(store.stream_version("b").await.expect("version"), 0);
+    assert_eq!(store.head_position().await.expect("head"), 2);
 }
