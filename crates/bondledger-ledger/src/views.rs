@@ -80,7 +80,7 @@ impl Ledger {
 
     pub async fn manuals(&self) -> Result<Vec<ManualRow>, LedgerError> {
         self.catch_up(&mut |_, _, _| {}).await?;
-        Ok(self.store.manual_rows().await?)
+        Ok(self.store.manual_rows(None).await?)
     }
 
     /// The manuals a carry-over chain reaches from `manual`: it, the manuals
@@ -147,7 +147,7 @@ impl Ledger {
         self.catch_up(&mut |_, _, _| {}).await?;
         let manuals: BTreeMap<String, ManualRow> = self
             .store
-            .manual_rows()
+            .manual_rows(None)
             .await?
             .into_iter()
             .map(|m| (m.manual.clone(), m))
@@ -161,7 +161,7 @@ impl Ledger {
         };
         let parse = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
         let mut deadlines = Vec::new();
-        for row in self.store.deadline_rows().await? {
+        for row in self.store.deadline_rows(None).await? {
             let (Some(due), true) = (parse(&row.due), belongs(&row.manual)) else {
                 continue;
             };

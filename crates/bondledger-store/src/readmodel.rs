@@ -168,10 +168,14 @@ pub trait ReadModels: Send + Sync {
     /// Clears a projection's tables and sets its checkpoint to 0.
     async fn reset_projection(&self, projection: &str) -> Result<(), StoreError>;
 
-    async fn manual_rows(&self) -> Result<Vec<ManualRow>, StoreError>;
+    /// The manuals' summary rows (one manual's, given one), at most
+    /// [`MAX_READ_MODEL_ROWS`].
+    async fn manual_rows(&self, manual: Option<&str>) -> Result<Vec<ManualRow>, StoreError>;
     async fn balance_rows(&self, manual: Option<&str>) -> Result<Vec<BalanceRow>, StoreError>;
     async fn carryover_rows(&self, manual: Option<&str>) -> Result<Vec<CarryoverRow>, StoreError>;
-    async fn deadline_rows(&self) -> Result<Vec<DeadlineRow>, StoreError>;
+    /// The deadlines, soonest first (one manual's, given one), at most
+    /// [`MAX_READ_MODEL_ROWS`].
+    async fn deadline_rows(&self, manual: Option<&str>) -> Result<Vec<DeadlineRow>, StoreError>;
 
     /// The timeline rows with positions in `(after, after + limit…]`, for audit.
     async fn timeline_rows(&self, after: i64, limit: usize)
@@ -345,11 +349,12 @@ macro_rules! impl_read_models {
                 Ok(())
             }
 
-            async fn manual_rows(&self) -> Result<Vec<$crate::readmodel::ManualRow>, $crate::StoreError> {
+            async fn manual_rows(&self, manual: Option<&str>) -> Result<Vec<$crate::readmodel::ManualRow>, $crate::StoreError> {
                 let rows: Vec<(String, String, String, i64, String, String, String, i64, String, i64, i64)> = sqlx::query_as(
                     "SELECT manual, trade_mode, book, zone, enterprise, processing_enterprise, valid_until, version, status, \
-                     closed, findings FROM rm_manuals ORDER BY manual LIMIT $1",
+                     closed, findings FROM rm_manuals WHERE ($1 IS NULL OR manual = $1) ORDER BY manual LIMIT $2",
                 )
+                .bind(manual)
                 .bind($crate::readmodel::MAX_READ_MODEL_ROWS as i64)
                 .fetch_all(&self.$read)
                 .await?;
@@ -399,10 +404,12 @@ macro_rules! impl_read_models {
                     .collect())
             }
 
-            async fn deadline_rows(&self) -> Result<Vec<$crate::readmodel::DeadlineRow>, $crate::StoreError> {
+            async fn deadline_rows(&self, manual: Option<&str>) -> Result<Vec<$crate::readmodel::DeadlineRow>, $crate::StoreError> {
                 let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
-                    "SELECT manual, kind, event, due, detail FROM rm_deadlines ORDER BY due, manual, kind LIMIT $1",
+                    "SELECT manual, kind, event, due, detail FROM rm_deadlines WHERE ($1 IS NULL OR manual = $1) \
+                     ORDER BY due, manual, kind LIMIT $2",
                 )
+                .bind(manual)
                 .bind($crate::readmodel::MAX_READ_MODEL_ROWS as i64)
                 .fetch_all(&self.$read)
                 .await?;
