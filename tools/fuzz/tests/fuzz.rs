@@ -61,8 +61,11 @@ fn planted(data: &[u8]) {
 
 #[test]
 fn the_runner_finds_a_planted_failure_and_names_its_input() {
-    let inputs = corpus::load("movement_file").expect("the corpus");
-    assert!(!inputs.iter().any(|i| i.windows(5).any(|w| w == b"\"1e3\"")));
+    // A corpus of its own: the kept one grows with what libFuzzer finds.
+    let inputs = vec![
+        br#"{"id":"p-1","type":"material_imported","manual":"C31012600042","date":"2026-02-10","material":1,"qty":"1","declaration":"310120261000010001","mode":"0615"}"#.to_vec(),
+        b"# a comment\n\n".to_vec(),
+    ];
     let failure = mutate::run(planted, &inputs, 7, 200_000, Duration::from_secs(120))
         .expect_err("the planted failure is found");
     assert!(failure.message.contains("planted"), "{}", failure.message);
