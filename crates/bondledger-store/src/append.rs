@@ -58,6 +58,53 @@ impl AppendPlan {
         // A plan is only written with at least one row (see `append_runs_in`).
         &self.rows[self.rows.len() - 1]
     }
+
+    /// Moves `stream`'s head, and this plan's move of it, on to `last`.
+    fn advance(&mut self, head: &mut StreamHead, stream: &str, last: &EventRow) {
+        head.version = last.version;
+        head.hash = Some(last.hash.clone());
+        let moved = self
+            .streams
+            .iter_mut()
+            .find(|moved| moved.stream == stream)
+            .unwrap_or_else(|| unreachable!("every stream planned has a move"));
+        moved.version = last.version;
+        moved.hash = last.hash.clone();
+    }
+}
+
+/// The heads of the streams a plan extends, each with its chain hash: read
+/// from the transaction when a stream is first met (and recorded as a move of
+/// the plan), then moved on by [`AppendPlan::advance`].
+#[derive(Default)]
+struct PlannedHeads(HashMap<String, (StreamHead, [u8; 32])>);
+
+impl PlannedHeads {
+    async fn of<T>(
+        &mut self,
+        transaction: &mut T,
+        plan: &mut AppendPlan,
+        stream: &str,
+    ) -> Result<&mut (StreamHead, [u8; 32]), StoreError>
+    where
+        T: WriteTransaction + ?Sized,
+    {
+        if !self.0.contains_key(stream) {
+            let head = transaction.stream_head(stream).await?;
+            let previous_hash = head_hash(stream, &head)?;
+            plan.streams.push(StreamMove {
+                stream: stream.to_owned(),
+                previous_version: head.version,
+                version: head.version,
+                hash: head.hash.clone().unwrap_or_default(),
+            });
+            self.0.insert(stream.to_owned(), (head, previous_hash));
+        }
+        Ok(self
+            .0
+            .get_mut(stream)
+            .unwrap_or_else(|| unreachable!("the head was read above")))
+    }
 }
 
 /// One stream's events within [`crate::AppendSession::append_runs`].
@@ -133,7 +180,7 @@ where
     let caller_ids = distinct_caller_ids(prepared.iter().flat_map(|(_, _, events)| events));
     let held = transaction.rows_by_caller_ids(&caller_ids).await?;
     let mut seen = SeenIds::new(&held);
-    let mut heads: HashMap<String, (StreamHead, [u8; 32])> = HashMap::new();
+    let mut heads = PlannedHeads::default();
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(event_count),
@@ -147,20 +194,7 @@ where
         if fresh.is_empty() {
             continue;
         }
-        if !heads.contains_key(&stream) {
-            let head = transaction.stream_head(&stream).await?;
-            let previous_hash = head_hash(&stream, &head)?;
-            plan.streams.push(StreamMove {
-                stream: stream.clone(),
-                previous_version: head.version,
-                version: head.version,
-                hash: head.hash.clone().unwrap_or_default(),
-            });
-            heads.insert(stream.clone(), (head, previous_hash));
-        }
-        let (head, previous_hash) = heads
-            .get_mut(&stream)
-            .unwrap_or_else(|| unreachable!("the head was read above"));
+        let (head, previous_hash) = heads.of(&mut *transaction, &mut plan, &stream).await?;
         check_expected_version(&stream, expected, head.version)?;
         let first_position = ledger_head.position + plan.rows.len() as i64 + 1;
         let rows = plan_rows(
@@ -174,15 +208,7 @@ where
         let last = rows
             .last()
             .unwrap_or_else(|| unreachable!("a run has rows"));
-        head.version = last.version;
-        head.hash = Some(last.hash.clone());
-        let moved = plan
-            .streams
-            .iter_mut()
-            .find(|moved| moved.stream == stream)
-            .unwrap_or_else(|| unreachable!("every stream appended to has a move"));
-        moved.version = last.version;
-        moved.hash = last.hash.clone();
+        plan.advance(head, &stream, last);
         plan.rows.extend(rows);
     }
     if !plan.rows.is_empty() {
@@ -219,7 +245,7 @@ where
     let ledger_head = transaction.lock_ledger_head().await?;
     // One plan for the whole call, whatever the streams: on a log whose streams
     // interleave, a plan per run of one stream would cost statements per event.
-    let mut heads: HashMap<String, (StreamHead, [u8; 32])> = HashMap::new();
+    let mut heads = PlannedHeads::default();
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(events.len()),
@@ -229,20 +255,7 @@ where
     for event in events {
         let stream = event.stream.clone();
         validate_stream_name(&stream)?;
-        if !heads.contains_key(&stream) {
-            let head = transaction.stream_head(&stream).await?;
-            let previous_hash = head_hash(&stream, &head)?;
-            plan.streams.push(StreamMove {
-                stream: stream.clone(),
-                previous_version: head.version,
-                version: head.version,
-                hash: head.hash.clone().unwrap_or_default(),
-            });
-            heads.insert(stream.clone(), (head, previous_hash));
-        }
-        let (head, previous_hash) = heads
-            .get_mut(&stream)
-            .unwrap_or_else(|| unreachable!("the head was read above"));
+        let (head, previous_hash) = heads.of(&mut *transaction, &mut plan, &stream).await?;
         let position = ledger_head.position + plan.rows.len() as i64 + 1;
         let row = restored_row(
             event,
@@ -251,15 +264,7 @@ where
             previous_hash,
             previous_recorded_at,
         )?;
-        head.version = row.version;
-        head.hash = Some(row.hash.clone());
-        let moved = plan
-            .streams
-            .iter_mut()
-            .find(|moved| moved.stream == stream)
-            .unwrap_or_else(|| unreachable!("every stream restored to has a move"));
-        moved.version = row.version;
-        moved.hash = row.hash.clone();
+        plan.advance(head, &stream, &row);
         previous_recorded_at = Some(row.recorded_at);
         plan.rows.push(row);
     }
