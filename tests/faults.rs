@@ -8,7 +8,7 @@
 //! The tests of this file take turns (one lock): a restart would cut the
 //! others' connections too.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,6 +85,76 @@ fn ledger(test_name: &str) -> Option<(TestLedger, String, String)> {
     Some((test, application, base))
 }
 
+/// A client of `serve` appending one movement at a time, as a client should
+/// when the database fails: the same movement again, with the same id,
+/// while the answer is 503.
+struct Appender<'a> {
+    server: &'a Server,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl<'a> Appender<'a> {
+    fn new(server: &'a Server) -> Self {
+        Appender {
+            server,
+            token: server.sign_in_token().expect("a first token").to_owned(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("a client"),
+        }
+    }
+
+    fn post(&self, movement: &Value) -> reqwest::blocking::Response {
+        self.http
+            .post(self.server.url("/api/v1/movements"))
+            .bearer_auth(&self.token)
+            .json(movement)
+            .send()
+            .expect("the server answers")
+    }
+
+    /// Posts `movement` until it is held (201, or 200 when a cut-off attempt
+    /// had appended it), at most `attempts` times, `pause` apart; how many
+    /// attempts failed with a 503.
+    fn until_held(&self, movement: &Value, attempts: u32, pause: Duration) -> u64 {
+        let id = movement["id"].as_str().unwrap_or_default();
+        let mut failures = 0;
+        for _ in 0..attempts {
+            let answer = self.post(movement);
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().unwrap_or(Value::Null);
+            match status {
+                200 | 201 => return failures,
+                503 => {
+                    assert!(body["error"].is_string(), "a JSON error: {body}");
+                    failures += 1;
+                    std::thread::sleep(pause);
+                }
+                other => panic!("{id}: {other} {body}"),
+            }
+        }
+        panic!("{id} never went through");
+    }
+
+    /// The test manual's history as `serve` answers it now.
+    fn history(&self, what: &str) -> Vec<Value> {
+        let answer = self
+            .http
+            .get(
+                self.server
+                    .url(&format!("/api/v1/manuals/{MANUAL}/history?limit=1000")),
+            )
+            .bearer_auth(&self.token)
+            .send()
+            .expect("history");
+        assert_eq!(answer.status(), 200, "{what}");
+        let history: Value = answer.json().expect("JSON");
+        history.as_array().cloned().expect("an array")
+    }
+}
+
 #[test]
 fn serve_survives_killed_connections_and_retries_append_once() {
     let _turn = take_turn();
@@ -92,60 +162,22 @@ fn serve_survives_killed_connections_and_retries_append_once() {
         return;
     };
     let server = Server::start_with_env(&test, &[], &[("PGAPPNAME", &application)], "serve.log");
-    let token = server.sign_in_token().expect("a first token").to_owned();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("a client");
-    let post = |movement: &Value| {
-        http.post(server.url("/api/v1/movements"))
-            .bearer_auth(&token)
-            .json(movement)
-            .send()
-            .expect("the server answers")
-    };
-    assert_eq!(post(&register()).status(), 201);
+    let appender = Appender::new(&server);
+    assert_eq!(appender.post(&register()).status(), 201);
 
     let stop = Arc::new(AtomicBool::new(false));
     let kills = killer(base, application.clone(), stop.clone());
-    let failures = AtomicU64::new(0);
+    let mut failures = 0;
     for n in 0..MOVEMENTS {
-        let movement = import(&format!("f-{n}"));
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            assert!(attempts < 200, "f-{n} never went through");
-            let answer = post(&movement);
-            let status = answer.status().as_u16();
-            let body: Value = answer.json().unwrap_or(Value::Null);
-            match status {
-                200 | 201 => break,
-                503 => {
-                    assert!(body["error"].is_string(), "a JSON error: {body}");
-                    failures.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                other => panic!("f-{n}: {other} {body}"),
-            }
-        }
+        failures += appender.until_held(&import(&format!("f-{n}")), 199, Duration::from_millis(10));
     }
     stop.store(true, Ordering::Release);
     let killed = kills.join().expect("the killer");
     assert!(killed > 0, "connections were killed");
-    eprintln!(
-        "{killed} connections killed, {} requests failed and were retried",
-        failures.load(Ordering::Relaxed)
-    );
+    eprintln!("{killed} connections killed, {failures} requests failed and were retried");
 
     // serve goes on, unrestarted, and every movement is there once.
-    let answer = http
-        .get(server.url(&format!("/api/v1/manuals/{MANUAL}/history?limit=1000")))
-        .bearer_auth(&token)
-        .send()
-        .expect("history");
-    assert_eq!(answer.status(), 200);
-    let history: Value = answer.json().expect("JSON");
-    let events = history.as_array().expect("an array");
+    let events = appender.history("serve answers after the kills");
     assert_eq!(events.len(), 1 + MOVEMENTS, "each movement once");
     for (index, event) in events.iter().enumerate() {
         assert_eq!(event["version"], json!(index + 1));
@@ -249,19 +281,8 @@ fn serve_goes_on_after_the_database_server_restarts_under_load() {
         return;
     };
     let server = Server::start(&test, &[], "serve.log");
-    let token = server.sign_in_token().expect("a first token").to_owned();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("a client");
-    let post = |movement: &Value| {
-        http.post(server.url("/api/v1/movements"))
-            .bearer_auth(&token)
-            .json(movement)
-            .send()
-            .expect("the server answers")
-    };
-    assert_eq!(post(&register()).status(), 201);
+    let appender = Appender::new(&server);
+    assert_eq!(appender.post(&register()).status(), 201);
     let restarted = Arc::new(AtomicBool::new(false));
     let mut failures = 0;
     for n in 0..MOVEMENTS {
@@ -272,24 +293,7 @@ fn serve_goes_on_after_the_database_server_restarts_under_load() {
                 restarted.store(true, Ordering::Release);
             });
         }
-        let movement = import(&format!("r-{n}"));
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            assert!(attempts < 600, "r-{n} never went through");
-            let answer = post(&movement);
-            let status = answer.status().as_u16();
-            let body: Value = answer.json().unwrap_or(Value::Null);
-            match status {
-                200 | 201 => break,
-                503 => {
-                    assert!(body["error"].is_string(), "a JSON error: {body}");
-                    failures += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                other => panic!("r-{n}: {other} {body}"),
-            }
-        }
+        failures += appender.until_held(&import(&format!("r-{n}")), 599, Duration::from_millis(50));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !restarted.load(Ordering::Acquire) {
@@ -297,14 +301,8 @@ fn serve_goes_on_after_the_database_server_restarts_under_load() {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("{failures} requests failed during the restart and were retried");
-    let answer = http
-        .get(server.url(&format!("/api/v1/manuals/{MANUAL}/history?limit=1000")))
-        .bearer_auth(&token)
-        .send()
-        .expect("history");
-    assert_eq!(answer.status(), 200, "serve answers after the restart");
-    let history: Value = answer.json().expect("JSON");
-    assert_eq!(history.as_array().map(Vec::len), Some(1 + MOVEMENTS));
+    let events = appender.history("serve answers after the restart");
+    assert_eq!(events.len(), 1 + MOVEMENTS);
     assert_eq!(
         test.count("SELECT COUNT(DISTINCT caller_id) FROM events"),
         (1 + MOVEMENTS) as i64
