@@ -17,6 +17,7 @@ mod event;
 pub mod package;
 mod postgres;
 pub mod readmodel;
+mod replication;
 mod sqlite;
 mod store;
 pub mod tokens;
@@ -33,6 +34,7 @@ pub use event::{
     Appended, Backend, ChainBreak, EventMetadata, ExpectedVersion, NewEvent, StoredEvent,
 };
 pub use readmodel::ReadModels;
+pub use replication::{LogMark, WalPosition};
 pub use store::{AppendSession, EventStore, MAX_PAGE_EVENTS};
 pub use tokens::TokenStore;
 
@@ -44,5 +46,28 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     match url::parse_database_url(url)? {
         url::Location::SqliteFile(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
         url::Location::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::connect(&url).await?)),
+    }
+}
+
+/// Opens a PostgreSQL streaming replica of a ledger for reading: every
+/// transaction on it is read-only, no migration runs (the replica replays the
+/// primary's), and no connection is made until the first read, so a replica
+/// that is down when this is called is only found so then.
+#[tracing::instrument(name = "bondledger.store.open_read_replica", skip_all)]
+pub async fn open_read_replica(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    match url::parse_database_url(url)? {
+        url::Location::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::connect_read_only(&url)?)),
+        url::Location::SqliteFile(_) => Err(StoreError::InvalidUrl(format!(
+            "{url:?}: a read replica is a PostgreSQL streaming replica (postgres://…); SQLite has none"
+        ))),
+    }
+}
+
+/// The last migration this build of the store knows for `backend`: a
+/// database whose schema is behind it cannot answer its queries.
+pub fn schema_version(backend: Backend) -> i64 {
+    match backend {
+        Backend::Sqlite => sqlite::schema_version(),
+        Backend::Postgres => postgres::schema_version(),
     }
 }

@@ -26,6 +26,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 
 const MAX_CONNECTIONS: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Rows per INSERT … SELECT FROM UNNEST: bounds one statement's size, not the append's.
 const INSERT_ROWS_PER_STATEMENT: usize = 10_000;
 const CALLER_IDS_PER_STATEMENT: usize = 10_000;
@@ -42,6 +43,9 @@ const EVENT_COLUMNS: &str =
 
 pub(crate) struct PostgresStore {
     pool: PgPool,
+    /// A replica's: to tell why no connection could be made when the pool
+    /// only says it waited in vain.
+    replica_options: Option<PgConnectOptions>,
 }
 
 impl PostgresStore {
@@ -55,8 +59,48 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            replica_options: None,
+        })
     }
+
+    /// A replica's pool: every transaction read-only, no migration, no
+    /// connection made before the first read, and a short wait for one, so
+    /// that a replica that is down is found quickly and read around.
+    pub(crate) fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| StoreError::InvalidUrl(error.to_string()))?
+            .options([("default_transaction_read_only", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        Ok(Self {
+            pool,
+            replica_options: Some(options),
+        })
+    }
+
+    /// A connection of the pool; for a replica that cannot be reached, the
+    /// error of one attempt to connect (refused, no such host, …) rather
+    /// than the pool's "timed out".
+    async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, StoreError> {
+        match (self.pool.acquire().await, &self.replica_options) {
+            (Err(sqlx::Error::PoolTimedOut), Some(options)) => {
+                use sqlx::ConnectOptions as _;
+                match tokio::time::timeout(REPLICA_ACQUIRE_TIMEOUT, options.connect()).await {
+                    Ok(Err(error)) => Err(error.into()),
+                    _ => Err(sqlx::Error::PoolTimedOut.into()),
+                }
+            }
+            (connection, _) => Ok(connection?),
+        }
+    }
+}
+
+pub(crate) fn schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 #[async_trait]
@@ -107,6 +151,32 @@ impl EventStore for PostgresStore {
     async fn head_position(&self) -> Result<i64, StoreError> {
         let mut connection = self.pool.acquire().await?;
         Ok(select_ledger_head(&mut connection, false).await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.log_mark", skip(self))]
+    async fn log_mark(&self) -> Result<crate::LogMark, StoreError> {
+        let mut connection = self.connection().await?;
+        // On a primary, the log written so far: a commit is in it once
+        // committed. On a replica, what it has replayed, and when the last
+        // transaction it replayed committed.
+        let row = sqlx::query(
+            "SELECT pg_is_in_recovery() AS is_replica, \
+                    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                          ELSE pg_current_wal_lsn() END)::text AS wal, \
+                    pg_last_xact_replay_timestamp() AS replayed_commit_at, \
+                    (SELECT position FROM ledger_head WHERE id = 1) AS position, \
+                    (SELECT max(version) FROM _sqlx_migrations WHERE success) AS schema_version",
+        )
+        .fetch_one(&mut *connection)
+        .await?;
+        let wal: Option<String> = row.try_get("wal")?;
+        Ok(crate::LogMark {
+            wal: wal.map(|text| text.parse()).transpose()?,
+            ledger_position: row.try_get("position")?,
+            is_replica: row.try_get("is_replica")?,
+            replayed_commit_at: row.try_get("replayed_commit_at")?,
+            schema_version: row.try_get("schema_version")?,
+        })
     }
 
     #[tracing::instrument(name = "bondledger.store.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]

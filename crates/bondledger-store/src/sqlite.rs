@@ -40,6 +40,10 @@ const EVENT_COLUMNS: &str =
     "position, event_id, caller_id, stream, version, event_type, schema_version, \
                              payload, metadata, business_date, recorded_at, hash";
 
+pub(crate) fn schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
@@ -122,6 +126,24 @@ impl EventStore for SqliteStore {
     async fn head_position(&self) -> Result<i64, StoreError> {
         let mut connection = self.readers.acquire().await?;
         Ok(select_ledger_head(&mut connection).await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.log_mark", skip(self))]
+    async fn log_mark(&self) -> Result<crate::LogMark, StoreError> {
+        let mut connection = self.readers.acquire().await?;
+        let row = sqlx::query(
+            "SELECT (SELECT position FROM ledger_head WHERE id = 1) AS position, \
+                    (SELECT max(version) FROM _sqlx_migrations WHERE success) AS schema_version",
+        )
+        .fetch_one(&mut *connection)
+        .await?;
+        Ok(crate::LogMark {
+            wal: None,
+            ledger_position: row.try_get("position")?,
+            is_replica: false,
+            replayed_commit_at: None,
+            schema_version: row.try_get("schema_version")?,
+        })
     }
 
     #[tracing::instrument(name = "bondledger.store.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]

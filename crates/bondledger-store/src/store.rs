@@ -73,6 +73,10 @@ pub trait EventStore: crate::ReadModels + crate::TokenStore + Send + Sync {
     /// The position of the ledger's last event: 0 when it is empty.
     async fn head_position(&self) -> Result<i64, StoreError>;
 
+    /// Where the database stands now: its write-ahead log (on a replica, how
+    /// far it has replayed), its last event and its schema, read at once.
+    async fn log_mark(&self) -> Result<crate::LogMark, StoreError>;
+
     /// The events holding these caller ids, by position; ids not held are left out.
     async fn find_by_caller_ids(
         &self,
