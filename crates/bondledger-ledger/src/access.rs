@@ -320,7 +320,7 @@ impl Ledger {
         if ManualNo::try_from(manual.to_owned()).is_err() {
             return Ok(None);
         }
-        let first = self.store.read_stream(manual, 1, 1).await?;
+        let first = self.reads.read_stream(manual, 1, 1).await?;
         let Some(stored) = first.first() else {
             return Ok(None);
         };

@@ -11,6 +11,7 @@ mod import;
 pub mod json;
 mod pages;
 mod query;
+mod replica;
 mod source;
 mod trace;
 mod views;
@@ -26,6 +27,7 @@ pub use evidence::{verify_package, EvidenceError, ExportOutcome, RestoreOutcome}
 pub use import::{AppendedMovement, ImportOutcome, MAX_LISTED_MOVEMENTS};
 pub use pages::{Page, MAX_PAGE_ENTRIES};
 pub use query::{AsOf, HistoryEntry};
+pub use replica::{ReadSource, Staleness, DEFAULT_REPLICA_WAIT};
 pub use source::{read_lines, read_movements, Located, MAX_LINE_BYTES};
 pub use views::Deadline;
 
@@ -62,6 +64,16 @@ pub enum LedgerError {
         version: i64,
         message: String,
     },
+    #[error(
+        "the read replica has not replayed this client's last write ({after}) within {:.1} s: \
+         it is at {replayed}; try again, or read the primary",
+        waited.as_secs_f64()
+    )]
+    ReplicaBehind {
+        after: bondledger_store::WalPosition,
+        replayed: bondledger_store::WalPosition,
+        waited: std::time::Duration,
+    },
     #[error("the ledger kept changing under this import; tried {attempts} times")]
     Contention { attempts: u32 },
     #[error(transparent)]
@@ -91,7 +103,13 @@ impl From<bondledger_projections::ProjectionError> for LedgerError {
 /// The ledger: the store, and the services over it.
 #[derive(Clone)]
 pub struct Ledger {
+    /// The primary: appends, tokens and the projections' writes.
     store: Arc<dyn EventStore>,
+    /// Where queries read: the primary, or a replica chosen by
+    /// [`Ledger::for_reading`].
+    reads: Arc<dyn EventStore>,
+    reads_replica: bool,
+    replica: Option<replica::Replica>,
     /// One catch-up of the read models at a time in this process: two
     /// would race for the same checkpoint and one would fail.
     catching_up: Arc<tokio::sync::Mutex<()>>,
@@ -100,7 +118,10 @@ pub struct Ledger {
 impl Ledger {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Ledger {
+            reads: store.clone(),
             store,
+            reads_replica: false,
+            replica: None,
             catching_up: Arc::new(tokio::sync::Mutex::new(())),
         }
     }

@@ -74,9 +74,9 @@ impl Ledger {
     ) -> Result<Page<StoredEvent>, LedgerError> {
         const _: () = assert!(MAX_PAGE_ENTRIES < MAX_PAGE_EVENTS);
         let limit = limit.clamp(1, MAX_PAGE_ENTRIES);
-        self.catch_up(&mut |_, _, _| {}).await?;
+        self.catch_up_before_reading().await?;
         // One more than asked tells whether another page follows.
-        let mut entries = self.store.timeline(filter, after, limit + 1).await?;
+        let mut entries = self.reads.timeline(filter, after, limit + 1).await?;
         let more = entries.len() > limit;
         entries.truncate(limit);
         let next_after = more.then(|| entries.last().map(|e| e.position)).flatten();

@@ -110,7 +110,7 @@ impl Ledger {
                 _ => MAX_PAGE_EVENTS,
             };
             let page = self
-                .store
+                .reads
                 .read_stream(manual, next_version, page_size)
                 .await?;
             let Some(last) = page.last() else { break };
@@ -157,7 +157,7 @@ impl Ledger {
             AsOf::Latest | AsOf::Date(_) => (version_cap, None),
         };
         let Some(snapshot) = self
-            .store
+            .reads
             .latest_snapshot(manual, max_version, date_limit, max_recorded)
             .await?
         else {

@@ -38,7 +38,7 @@ impl Ledger {
         let mut next_version = 1;
         'pages: loop {
             let page = self
-                .store
+                .reads
                 .read_stream(manual, next_version, MAX_PAGE_EVENTS)
                 .await?;
             let Some(last) = page.last() else { break };

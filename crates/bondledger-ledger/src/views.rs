@@ -59,6 +59,17 @@ impl Ledger {
         }
     }
 
+    /// Brings the projections up to the head before a read of the primary's
+    /// read models. A replica's are the primary's as replayed: the primary's
+    /// runner keeps them (`serve` catches up in the background, and after each
+    /// append it takes), and a read that must see a write waits for it.
+    pub(crate) async fn catch_up_before_reading(&self) -> Result<(), LedgerError> {
+        if self.reads_replica {
+            return Ok(());
+        }
+        self.catch_up(&mut |_, _, _| {}).await
+    }
+
     pub async fn projection_status(&self) -> Result<Vec<ProjectionStatus>, LedgerError> {
         Ok(self.runner().status().await?)
     }
@@ -79,8 +90,8 @@ impl Ledger {
     }
 
     pub async fn manuals(&self) -> Result<Vec<ManualRow>, LedgerError> {
-        self.catch_up(&mut |_, _, _| {}).await?;
-        Ok(self.store.manual_rows(None).await?)
+        self.catch_up_before_reading().await?;
+        Ok(self.reads.manual_rows(None).await?)
     }
 
     /// The manuals a carry-over chain reaches from `manual`: it, the manuals
@@ -91,7 +102,7 @@ impl Ledger {
         let mut index = 0;
         while let Some(current) = chain.get(index).cloned() {
             index += 1;
-            for row in self.store.carryover_rows(Some(&current)).await? {
+            for row in self.reads.carryover_rows(Some(&current)).await? {
                 if row.manual == current
                     && row.direction == "out"
                     && seen.insert(row.counterparty_manual.clone())
@@ -112,7 +123,7 @@ impl Ledger {
         follow_carryover: bool,
         mut each: impl FnMut(&StoredEvent) + Send,
     ) -> Result<(), LedgerError> {
-        self.catch_up(&mut |_, _, _| {}).await?;
+        self.catch_up_before_reading().await?;
         let mut filter = filter.clone();
         if follow_carryover {
             let mut manuals = Vec::new();
@@ -127,7 +138,7 @@ impl Ledger {
         }
         let mut after = 0;
         loop {
-            let page = self.store.timeline(&filter, after, MAX_PAGE_EVENTS).await?;
+            let page = self.reads.timeline(&filter, after, MAX_PAGE_EVENTS).await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 break;
             };
@@ -144,7 +155,7 @@ impl Ledger {
         today: NaiveDate,
         enterprise: Option<&str>,
     ) -> Result<Vec<Deadline>, LedgerError> {
-        self.catch_up(&mut |_, _, _| {}).await?;
+        self.catch_up_before_reading().await?;
         let manuals: BTreeMap<String, ManualRow> = self
             .store
             .manual_rows(None)
@@ -161,7 +172,7 @@ impl Ledger {
         };
         let parse = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
         let mut deadlines = Vec::new();
-        for row in self.store.deadline_rows(None).await? {
+        for row in self.reads.deadline_rows(None).await? {
             let (Some(due), true) = (parse(&row.due), belongs(&row.manual)) else {
                 continue;
             };
@@ -178,7 +189,7 @@ impl Ledger {
                 detail: row.detail,
             });
         }
-        let carryovers = self.store.carryover_rows(None).await?;
+        let carryovers = self.reads.carryover_rows(None).await?;
         for out in carryovers.iter().filter(|c| c.direction == "out") {
             let receiver = &out.counterparty_manual;
             let received = carryovers.iter().any(|c: &CarryoverRow| {
