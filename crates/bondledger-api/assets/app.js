@@ -68,10 +68,34 @@ async function api(path, params = {}) {
       if (response.status === 401) signOut("令牌无效 The token was not accepted.");
       throw new ApiFailure(response.status, body?.message || `HTTP ${response.status}`);
     }
+    showStaleness(response.headers);
     return { body, next: response.headers.get("x-next-after") };
   } finally {
     busy(-1);
   }
+}
+
+// Where the last answer was read: a replica says how far behind the primary
+// it was (Bondledger-Replica-Lag), a read around it says why.
+function showStaleness(headers) {
+  const el = document.getElementById("staleness");
+  const from = headers.get("bondledger-read-from");
+  if (!from) { show(el, false); return; }
+  const lag = Object.fromEntries((headers.get("bondledger-replica-lag") || "")
+    .split(";").map((part) => part.trim().split("=")).filter((pair) => pair.length === 2));
+  const warning = headers.get("bondledger-warning");
+  if (from === "replica") {
+    const events = Number(lag.events || 0);
+    el.textContent = events > 0
+      ? `副本 Replica: 落后 ${events} 个事件 ${events} events, ${Number(lag.seconds || 0).toFixed(1)} s behind`
+      : "副本 Replica: 最新 up to date";
+    el.dataset.stale = events > 0 ? "true" : "false";
+  } else {
+    el.textContent = "主库 Primary";
+    el.dataset.stale = "false";
+  }
+  el.title = warning || "";
+  show(el, true);
 }
 
 function failed(error) {

@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use bondledger_ledger::{Access, Principal};
+use bondledger_ledger::{Access, Ledger, Principal};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -12,9 +12,13 @@ use crate::AppState;
 /// The longest `Authorization` header looked at; a token is far shorter.
 const MAX_AUTHORIZATION_BYTES: usize = 256;
 
-/// Who the request acts as. An extractor: a handler that takes it answers
-/// 401 before anything else.
-pub struct Caller(pub Principal);
+/// Who the request acts as, and the ledger its reads go to (a replica's,
+/// once it holds this token's last write, when `serve` has one). An
+/// extractor: a handler that takes it answers 401 before anything else.
+pub struct Caller {
+    pub principal: Principal,
+    reads: Ledger,
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -27,7 +31,8 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         tracing::Span::current().record("token", principal.token_id.as_str());
-        Ok(Caller(principal))
+        let reads = crate::replica::route_reads(state, parts, &principal.token_id).await?;
+        Ok(Caller { principal, reads })
     }
 }
 
@@ -55,16 +60,21 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
 }
 
 impl Caller {
+    /// The ledger this request reads.
+    pub fn ledger(&self) -> &Ledger {
+        &self.reads
+    }
+
     /// Lets the request read `manual`, or answers 404 (no such manual, for
     /// a token that may not read everything) or 403.
-    pub async fn may_read(&self, state: &AppState, manual: &str) -> Result<(), ApiError> {
-        if self.0.reads_everything() {
+    pub async fn may_read(&self, manual: &str) -> Result<(), ApiError> {
+        if self.principal.reads_everything() {
             return Ok(());
         }
-        let Some(owners) = state.ledger.manual_owners(manual).await? else {
+        let Some(owners) = self.reads.manual_owners(manual).await? else {
             return Err(ApiError::no_such_manual(manual));
         };
-        if self.0.allows(Access::Read, &owners) {
+        if self.principal.allows(Access::Read, &owners) {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!(
@@ -76,10 +86,10 @@ impl Caller {
 
     /// The recorder's enterprise, for a token bound to one.
     pub fn enterprise(&self) -> Option<&str> {
-        if self.0.reads_everything() {
+        if self.principal.reads_everything() {
             None
         } else {
-            self.0.enterprise.as_deref()
+            self.principal.enterprise.as_deref()
         }
     }
 }

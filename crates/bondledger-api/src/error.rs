@@ -53,6 +53,10 @@ pub enum ApiError {
     /// The request took longer than the server gives one (503).
     #[error("{0}")]
     Timeout(String),
+    /// The read replica has not replayed the caller's last write in time
+    /// (503); the primary holds it.
+    #[error("{0}")]
+    ReplicaBehind(String),
     /// Something failed that the caller cannot mend; logged in full, told
     /// in short (500).
     #[error("{0}")]
@@ -88,7 +92,9 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Busy(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Timeout(_) | ApiError::ReplicaBehind(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,6 +111,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Busy(_) => "busy",
             ApiError::Timeout(_) => "timeout",
+            ApiError::ReplicaBehind(_) => "replica_behind",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -160,6 +167,11 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = status.as_u16(), error = %self, "request not served");
         }
         let mut response = (status, Json(self.body())).into_response();
+        if matches!(self, ApiError::ReplicaBehind(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -203,6 +215,7 @@ impl From<LedgerError> for ApiError {
                 index: line,
             },
             LedgerError::Contention { .. } => ApiError::Busy(error.to_string()),
+            LedgerError::ReplicaBehind { .. } => ApiError::ReplicaBehind(error.to_string()),
             LedgerError::Store(store) if store.is_transient() => {
                 tracing::warn!(error = %store, "the database failed; the caller may retry");
                 ApiError::Busy(

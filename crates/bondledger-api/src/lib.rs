@@ -14,6 +14,7 @@ mod live;
 mod manuals;
 mod movements;
 mod query;
+mod replica;
 mod tokens;
 mod views;
 
@@ -65,6 +66,9 @@ pub(crate) struct AppState {
     pub openapi: Arc<Value>,
     /// Live-update streams open now.
     pub live_streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the primary's log stood after each token's last append, when
+    /// reads go to a replica.
+    pub writes: replica::Writes,
 }
 
 /// Every documented route, with its part of the OpenAPI document.
@@ -130,6 +134,7 @@ fn app(ledger: Ledger, appends: TaskTracker, limits: Limits) -> Router {
         appends,
         openapi: Arc::new(openapi),
         live_streams: Arc::default(),
+        writes: replica::Writes::default(),
     };
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -152,6 +157,10 @@ fn app(ledger: Ledger, appends: TaskTracker, limits: Limits) -> Router {
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            replica::read_headers,
+        ))
         .with_state(state)
         .layer(layers)
 }
@@ -217,6 +226,9 @@ pub async fn serve_listener(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let appends = TaskTracker::new();
+    let keeper = ledger
+        .has_replica()
+        .then(|| tokio::spawn(replica::keep_read_models(ledger.clone())));
     let app = app(ledger, appends.clone(), limits);
     tracing::info!(address = %listener.local_addr()?, "serving the API");
     axum::serve(listener, app)
@@ -227,6 +239,9 @@ pub async fn serve_listener(
         tracing::info!(appends = appends.len(), "waiting for appends in flight");
     }
     appends.wait().await;
+    if let Some(keeper) = keeper {
+        keeper.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! verification report and history, as they stand now or as of a version, a
 //! moment of recording or a business date (interchange §2).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,6 @@ use crate::auth::Caller;
 use crate::docs::{Balance, ErrorBody, HistoryEvent, ManualSummary, VerificationReport};
 use crate::error::ApiError;
 use crate::query::{page_limit, ApiQuery};
-use crate::AppState;
 
 /// The header that tells where the next page starts, when there is one.
 pub const NEXT_AFTER: HeaderName = HeaderName::from_static("x-next-after");
@@ -124,11 +123,8 @@ fn manual_number(manual: &str) -> Result<(), ApiError> {
         (status = 401, description = "No token, or an unknown one", body = ErrorBody),
     ),
 )]
-pub async fn list_manuals(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<Value>, ApiError> {
-    let rows = state.ledger.manuals().await?;
+pub async fn list_manuals(caller: Caller) -> Result<Json<Value>, ApiError> {
+    let rows = caller.ledger().manuals().await?;
     let enterprise = caller.enterprise();
     let readable = rows.iter().filter(|row| {
         enterprise.is_none_or(|code| row.enterprise == code || row.processing_enterprise == code)
@@ -151,13 +147,11 @@ pub async fn list_manuals(
     ),
 )]
 pub async fn balance(
-    State(state): State<AppState>,
     caller: Caller,
     Path(manual): Path<String>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let as_of = readable_as_of(
-        &state,
         &caller,
         &manual,
         query.as_of_position,
@@ -165,7 +159,7 @@ pub async fn balance(
         query.as_of_date.as_deref(),
     )
     .await?;
-    let state_then = state.ledger.replay(&manual, as_of, |_, _, _| {}).await?;
+    let state_then = caller.ledger().replay(&manual, as_of, |_, _, _| {}).await?;
     let state_then = state_then.ok_or_else(|| ApiError::no_such_manual(&manual))?;
     Ok(Json(balance_json(&state_then)))
 }
@@ -185,13 +179,11 @@ pub async fn balance(
     ),
 )]
 pub async fn verification(
-    State(state): State<AppState>,
     caller: Caller,
     Path(manual): Path<String>,
     ApiQuery(query): ApiQuery<VerificationQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let as_of = readable_as_of(
-        &state,
         &caller,
         &manual,
         query.as_of_position,
@@ -204,7 +196,7 @@ pub async fn verification(
         options.tolerance = bondledger_domain::parse_decimal(text)
             .map_err(|error| ApiError::malformed(Some("tolerance"), error.to_string()))?;
     }
-    let report = state.ledger.verify(&manual, as_of, &options).await?;
+    let report = caller.ledger().verify(&manual, as_of, &options).await?;
     let report = report.ok_or_else(|| ApiError::no_such_manual(&manual))?;
     Ok(Json(report_json(&report)))
 }
@@ -227,13 +219,11 @@ pub async fn verification(
     ),
 )]
 pub async fn history(
-    State(state): State<AppState>,
     caller: Caller,
     Path(manual): Path<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let as_of = readable_as_of(
-        &state,
         &caller,
         &manual,
         query.as_of_position,
@@ -243,8 +233,8 @@ pub async fn history(
     .await?;
     let after = crate::query::after(query.after)?;
     let limit = page_limit(query.limit)?;
-    let page = state
-        .ledger
+    let page = caller
+        .ledger()
         .history_page(&manual, as_of, after, limit)
         .await?
         .ok_or_else(|| ApiError::no_such_manual(&manual))?;
@@ -266,7 +256,6 @@ pub fn paged(body: Value, next_after: Option<i64>) -> Response {
 /// What every per-manual read checks first: a well-formed manual number the
 /// caller may read, and the point of its history asked for.
 async fn readable_as_of(
-    state: &AppState,
     caller: &Caller,
     manual: &str,
     position: Option<i64>,
@@ -274,6 +263,6 @@ async fn readable_as_of(
     date: Option<&str>,
 ) -> Result<AsOf, ApiError> {
     manual_number(manual)?;
-    caller.may_read(state, manual).await?;
+    caller.may_read(manual).await?;
     as_of(position, recorded, date)
 }

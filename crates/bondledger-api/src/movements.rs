@@ -4,7 +4,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bondledger_domain::{parse_line, Envelope, Mode};
 use bondledger_ledger::{AppendedMovement, ImportOutcome, Ledger, MAX_LINE_BYTES};
@@ -40,8 +41,8 @@ pub async fn append_movements(
     State(state): State<AppState>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Caller(principal) = caller;
+) -> Result<Response, ApiError> {
+    let principal = caller.principal;
     if !principal.may_append() {
         return Err(ApiError::forbidden(format!(
             "a token of role {} appends nothing",
@@ -52,7 +53,8 @@ pub async fn append_movements(
     let ledger = state.ledger.clone();
     // The append runs on a task of its own, tracked by the server: a client
     // that goes away, a timeout or a shutdown does not cut it short.
-    let outcome = state
+    let token_id = principal.token_id.clone();
+    let (outcome, written_at) = state
         .appends
         .spawn(async move {
             ledger.authorize_batch(&principal, &envelopes).await?;
@@ -65,7 +67,16 @@ pub async fn append_movements(
                 )
                 .await?;
             refresh_read_models(&ledger).await;
-            Ok::<_, ApiError>(outcome)
+            // Where the primary's log stands now holds this append and the
+            // read models it moved: a read by this token waits for it.
+            let written_at = match ledger.has_replica() {
+                true => ledger.write_mark().await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "the primary's log position could not be read");
+                    None
+                }),
+                false => None,
+            };
+            Ok::<_, ApiError>((outcome, written_at))
         })
         .await
         .map_err(|error| {
@@ -79,7 +90,16 @@ pub async fn append_movements(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(outcome_json(&outcome))))
+    let mut response = (status, Json(outcome_json(&outcome))).into_response();
+    if let Some(mark) = written_at {
+        state.writes.record(&token_id, mark);
+        if let Ok(value) = HeaderValue::from_str(&mark.to_string()) {
+            response
+                .headers_mut()
+                .insert(crate::replica::WRITTEN_AT, value);
+        }
+    }
+    Ok(response)
 }
 
 /// The read models follow the log; one that lags is caught up by the next

@@ -33,12 +33,12 @@ pub struct TokenRequest {
 }
 
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.role == Role::Admin {
+    if caller.principal.role == Role::Admin {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!(
             "tokens are an admin's; this token is a {}'s",
-            caller.0.role
+            caller.principal.role
         )))
     }
 }

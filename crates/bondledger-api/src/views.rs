@@ -94,7 +94,6 @@ impl TimelineQuery {
     ),
 )]
 pub async fn timeline(
-    State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<TimelineQuery>,
 ) -> Result<Response, ApiError> {
@@ -110,8 +109,8 @@ pub async fn timeline(
             )));
         }
         if let Some(manual) = &query.manual {
-            if state.ledger.manual_owners(manual).await?.is_some() {
-                caller.may_read(&state, manual).await?;
+            if caller.ledger().manual_owners(manual).await?.is_some() {
+                caller.may_read(manual).await?;
             }
         }
         filter.enterprise = Some(own.to_owned());
@@ -119,7 +118,7 @@ pub async fn timeline(
     if query.follow_carryover == Some(true) {
         let mut manuals = Vec::new();
         for manual in &filter.manuals {
-            for reached in state.ledger.carryover_chain(manual).await? {
+            for reached in caller.ledger().carryover_chain(manual).await? {
                 if !manuals.contains(&reached) {
                     manuals.push(reached);
                 }
@@ -129,7 +128,7 @@ pub async fn timeline(
     }
     let after = after(query.after)?;
     let limit = page_limit(query.limit)?;
-    let page = state.ledger.timeline_page(&filter, after, limit).await?;
+    let page = caller.ledger().timeline_page(&filter, after, limit).await?;
     let events: Vec<Value> = page
         .entries
         .iter()
@@ -161,7 +160,6 @@ pub struct DeadlinesQuery {
     ),
 )]
 pub async fn deadlines(
-    State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<DeadlinesQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -175,7 +173,10 @@ pub async fn deadlines(
         enterprise = Some(own.to_owned());
     }
     let today = chrono::Local::now().date_naive();
-    let deadlines = state.ledger.deadlines(today, enterprise.as_deref()).await?;
+    let deadlines = caller
+        .ledger()
+        .deadlines(today, enterprise.as_deref())
+        .await?;
     Ok(Json(Value::Array(
         deadlines
             .iter()
@@ -218,9 +219,9 @@ pub async fn audit(
             if state.ledger.manual_owners(manual).await?.is_none() {
                 return Err(ApiError::no_such_manual(manual));
             }
-            caller.may_read(&state, manual).await?;
+            caller.may_read(manual).await?;
         }
-        None if !caller.0.reads_everything() => {
+        None if !caller.principal.reads_everything() => {
             return Err(ApiError::forbidden(
                 "a recorder's token audits one manual of its enterprise: give `manual`",
             ))

@@ -22,6 +22,17 @@ pub struct Cli {
     )]
     pub database_url: String,
 
+    /// A PostgreSQL streaming replica of the ledger for the queries (verify,
+    /// balance, history, timeline, deadlines, trace) and `serve`'s reads to
+    /// read; appends, tokens and read-model upkeep stay on --database-url.
+    #[arg(long, global = true, env = "BONDLEDGER_READ_DATABASE_URL")]
+    pub read_database_url: Option<String>,
+
+    /// Seconds a read waits for the replica to replay the writes it must
+    /// see before it fails.
+    #[arg(long, global = true, default_value_t = 5.0, value_parser = positive_seconds)]
+    pub replica_wait: f64,
+
     /// table for people, json for programs, csv where a command says so.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use bondledger_domain::{report_json, Mode, VerifyOptions};
-use bondledger_ledger::{AsOf, EvidenceError, Ledger, LedgerError};
+use bondledger_ledger::{AsOf, EvidenceError, Ledger, LedgerError, ReadSource};
 use clap::Parser;
 
 use crate::args::{AsOfArgs, Cli, Command, Format, RoleArg, TokenCommand};
@@ -86,6 +86,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("cannot open the ledger at {url}"))
     };
+    let read_url = cli.read_database_url.clone();
+    let replica_wait = std::time::Duration::from_secs_f64(cli.replica_wait);
+    let open_with_replica = || async {
+        Ledger::open_with_replica(&url, read_url.as_deref(), replica_wait)
+            .await
+            .with_context(|| match &read_url {
+                Some(read_url) => {
+                    format!("cannot open the ledger at {url} with the replica at {read_url}")
+                }
+                None => format!("cannot open the ledger at {url}"),
+            })
+    };
+    // A query reads the replica once it holds everything the primary held
+    // when the query began: what this user wrote before is in the answer.
+    let open_for_query = |read_models: bool| async move {
+        let ledger = open_with_replica().await?;
+        reader(ledger, read_models).await
+    };
     match cli.command {
         Command::Import { record, files } => {
             let ledger = open().await?;
@@ -97,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             as_of,
             tolerance,
         } => {
-            let ledger = open().await?;
+            let ledger = open_for_query(false).await?;
             let options = VerifyOptions {
                 tolerance: tolerance.map_or(VerifyOptions::default().tolerance, |t| t.value()),
             };
@@ -111,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Balance { manual, as_of } => {
-            let ledger = open().await?;
+            let ledger = open_for_query(false).await?;
             let Some(state) = ledger
                 .replay(&manual, as_of.resolve()?, |_, _, _| {})
                 .await?
@@ -122,7 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::History { manual, as_of } => {
-            let ledger = open().await?;
+            let ledger = open_for_query(false).await?;
             history(&ledger, &manual, as_of, cli.format).await
         }
         Command::Audit { manual } => {
@@ -130,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             audit(&ledger, manual.as_deref()).await
         }
         Command::Timeline { filter } => {
-            let ledger = open().await?;
+            let ledger = open_for_query(true).await?;
             let mut printer = output::EventPrinter::new(cli.format);
             ledger
                 .timeline(&filter.filter()?, filter.follow_carryover, |event| {
@@ -141,7 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Deadlines { enterprise, today } => {
-            let ledger = open().await?;
+            let ledger = open_for_query(true).await?;
             let today = match today {
                 Some(text) => bondledger_domain::movement::parse_date(&text)
                     .map_err(|e| anyhow::anyhow!("--today: {e}"))?,
@@ -171,7 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Trace { manual, product } => {
-            let ledger = open().await?;
+            let ledger = open_for_query(false).await?;
             let Some(rows) = ledger.trace(&manual, product).await? else {
                 return Ok(no_such_manual(&manual));
             };
@@ -185,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             request_timeout,
             max_concurrent_requests,
         } => {
-            let ledger = open().await?;
+            let ledger = open_with_replica().await?;
             if demo {
                 if let Err(code) = load_demo(&ledger).await? {
                     return Ok(code);
@@ -240,6 +258,25 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// The ledger a query reads: with a replica, the replica once it has
+/// replayed the primary's log as it stands now (read models brought up to
+/// the head on the primary first where the query reads them); the primary,
+/// with a warning, when the replica cannot be used.
+async fn reader(ledger: Ledger, read_models: bool) -> anyhow::Result<Ledger> {
+    if !ledger.has_replica() {
+        return Ok(ledger);
+    }
+    if read_models {
+        ledger.catch_up(&mut |_, _, _| {}).await?;
+    }
+    let mark = ledger.write_mark().await?;
+    let (reader, source) = ledger.for_reading(mark).await?;
+    if let ReadSource::Failover(reason) = source {
+        eprintln!("bondledger: warning: reading the primary: {reason}");
+    }
+    Ok(reader)
+}
+
 fn no_such_manual(manual: &str) -> u8 {
     eprintln!("bondledger: no manual {manual} in this ledger");
     exit::NO_SUCH_MANUAL
@@ -261,9 +298,10 @@ fn report_failure(error: &LedgerError) -> u8 {
         | LedgerError::Malformed { .. }
         | LedgerError::IdConflict { .. } => exit::MALFORMED,
         LedgerError::Refused { .. } => exit::REFUSED,
-        LedgerError::Corrupt { .. } | LedgerError::Contention { .. } | LedgerError::Store(_) => {
-            exit::FAILURE
-        }
+        LedgerError::Corrupt { .. }
+        | LedgerError::Contention { .. }
+        | LedgerError::ReplicaBehind { .. }
+        | LedgerError::Store(_) => exit::FAILURE,
     }
 }
 
