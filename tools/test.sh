@@ -95,6 +95,59 @@ else
     log "WARNING: PostgreSQL at $PG_HOST:$PG_PORT cannot be reached; its tests will only warn"
 fi
 
+# The replica tests need a streaming replica of the server: a base backup
+# into a temporary directory, started on a free port, removed at exit.
+replica_dir=""
+# The primary takes replication connections from 127.0.0.1 without a password
+# (test machines only), as it takes the tests' own connections.
+allow_local_replication() {
+    local version hba
+    version="$(first_cluster_version)"
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    [ -f "$hba" ] || return 0
+    grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba" && return 0
+    log "allowing replication connections from 127.0.0.1 in $hba"
+    { echo "# bondledger-test-replication: streaming replicas of the tests connect from 127.0.0.1"
+      echo "host replication all 127.0.0.1/32 trust"
+      cat "$hba"; } >"$hba.new"
+    mv "$hba.new" "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload >/dev/null 2>&1 || true
+}
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start_replica() {
+    allow_local_replication
+    local port
+    for port in $(seq 5433 5499); do
+        port_free "$port" && break
+    done
+    replica_dir="$(mktemp -d /tmp/bondledger-replica.XXXXXX)"
+    log "starting a streaming replica in $replica_dir on port $port"
+    bash tools/replica.sh start "$replica_dir/data" "$port" || return 1
+    export BONDLEDGER_TEST_REPLICA_URL="postgres://$PG_USER@$PG_HOST:$port/$database"
+    export BONDLEDGER_TEST_REPLICA_DIR="$replica_dir/data"
+    log "replica tests read $BONDLEDGER_TEST_REPLICA_URL"
+}
+
+remove_replica() {
+    if [ -n "$replica_dir" ]; then
+        bash tools/replica.sh remove "$replica_dir/data" || log "could not stop the replica in $replica_dir"
+        rm -rf "$replica_dir"
+    fi
+}
+trap 'remove_replica; drop_database' EXIT
+
+if [ -n "$database" ] && ! start_replica; then
+    if [ "${CI:-}" = "true" ]; then
+        log "ERROR: no streaming replica could be started, and CI=true requires one"
+        exit 1
+    fi
+    log "WARNING: no streaming replica could be started; the replica tests will only warn"
+fi
+
 # The dashboard's browser tests drive headless Chromium through chromedriver.
 ensure_browser() {
     [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/chromium ] && return 0

@@ -260,6 +260,27 @@ impl TestLedger {
         })
     }
 
+    /// This ledger on the run's streaming replica of PostgreSQL
+    /// (`BONDLEDGER_TEST_REPLICA_URL`: the replica's address of the run's
+    /// database, which `tools/test.sh` starts). None on SQLite, and where
+    /// there is no replica outside CI (the test then only warns).
+    pub fn replica_url(&self) -> Option<String> {
+        let (_, schema) = self.postgres.as_ref()?;
+        let Ok(base) = std::env::var("BONDLEDGER_TEST_REPLICA_URL") else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("BONDLEDGER_TEST_REPLICA_URL is not set, and CI=true requires a replica (tools/test.sh starts one)");
+            }
+            eprintln!(
+                "WARNING: no streaming replica (BONDLEDGER_TEST_REPLICA_URL); this test is not run"
+            );
+            return None;
+        };
+        let separator = if base.contains('?') { '&' } else { '?' };
+        Some(format!(
+            "{base}{separator}options=-c%20search_path%3D{schema}"
+        ))
+    }
+
     /// The whole ledger as `history --format json` sees every manual.
     pub fn history(&self, manual: &str) -> Value {
         self.json(&["history", manual])
@@ -280,6 +301,23 @@ impl Drop for TestLedger {
             });
         }
     }
+}
+
+/// Stops (`stop`) or starts again (`restart`) the run's streaming replica,
+/// through `tools/replica.sh` and `BONDLEDGER_TEST_REPLICA_DIR`.
+pub fn replica_control(action: &str) {
+    let dir = std::env::var("BONDLEDGER_TEST_REPLICA_DIR")
+        .expect("BONDLEDGER_TEST_REPLICA_DIR names the replica's data directory");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/replica.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .args([action, &dir])
+        .status()
+        .expect("tools/replica.sh runs");
+    assert!(
+        status.success(),
+        "tools/replica.sh {action} {dir}: {status}"
+    );
 }
 
 /// How `../shared/README.md` keys a finding: by material for findings about
