@@ -211,6 +211,10 @@ if [ -n "$database" ]; then
     bench_ledger_commands "$BONDLEDGER_TEST_POSTGRES_URL"
     cargo run --quiet -p bondledger-bench -- append --database-url "$BONDLEDGER_TEST_POSTGRES_URL" --events 20
 fi
+if [ -n "${BONDLEDGER_TEST_REPLICA_URL:-}" ]; then
+    cargo run --quiet -p bondledger-bench -- replica-lag --database-url "$BONDLEDGER_TEST_POSTGRES_URL" \
+        --read-database-url "$BONDLEDGER_TEST_REPLICA_URL" --writers 2 --seconds 1 >/dev/null
+fi
 
 # One closing line over every test binary of the run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) passed += $(i-1); if ($i ~ /^failed;?$/) failed += $(i-1) } }

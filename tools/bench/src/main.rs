@@ -9,6 +9,7 @@
 mod commands;
 mod data;
 mod figures;
+mod replica;
 mod store_append;
 
 use std::path::PathBuf;
@@ -117,6 +118,22 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// Replica lag under appends (PostgreSQL): how long the replica takes to
+    /// replay a commit (p50, p99, max) while writers append.
+    ReplicaLag {
+        #[command(flatten)]
+        target: Target,
+        /// The streaming replica of --database-url.
+        #[arg(long, env = "BONDLEDGER_READ_DATABASE_URL")]
+        read_database_url: String,
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        /// Movements a writer appends at once.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// Timeline queries by HS prefix: p50, p99 (issue 6 asks for 10,000,000 events: --scale 10000000).
     Timeline {
         #[command(flatten)]
@@ -139,6 +156,7 @@ impl Command {
             Command::AsOf { .. } => "as-of",
             Command::CatchUp { .. } => "catch-up",
             Command::Timeline { .. } => "timeline",
+            Command::ReplicaLag { .. } => "replica-lag",
         }
     }
 
@@ -150,7 +168,8 @@ impl Command {
             | Command::Verify { target, .. }
             | Command::AsOf { target, .. }
             | Command::CatchUp { target, .. }
-            | Command::Timeline { target, .. } => &target.database_url,
+            | Command::Timeline { target, .. }
+            | Command::ReplicaLag { target, .. } => &target.database_url,
         }
     }
 }
@@ -227,6 +246,18 @@ async fn main() -> anyhow::Result<()> {
             within("scale", scale, MAX_SCALE)?;
             within("queries", queries, MAX_QUERIES)?;
             commands::timeline(&ledger, scale, queries).await?
+        }
+        Command::ReplicaLag {
+            read_database_url,
+            writers,
+            batch,
+            seconds,
+            ..
+        } => {
+            within("writers", writers, MAX_WRITERS)?;
+            within("batch", batch, 10_000)?;
+            within("seconds", seconds as usize, 3_600)?;
+            replica::replica_lag(&ledger, &read_database_url, writers, batch, seconds).await?
         }
     };
     figures::print(name, backend, &figures);
