@@ -164,11 +164,16 @@ impl Ledger {
     async fn append_waiting(&self) {
         let mut carried: VecDeque<Request> = VecDeque::new();
         loop {
-            let group = self.next_group(&mut carried);
-            if group.is_empty() {
+            // The callers answered a moment ago come back with their next
+            // batches while the transaction begins: the group is drawn after
+            // it, so they join it rather than wait for the next one.
+            tokio::task::yield_now().await;
+            if carried.is_empty() && self.waiting().is_empty() {
                 return;
             }
-            let left = self.append_group(group).await;
+            let session = self.store.begin().await;
+            let group = self.next_group(&mut carried);
+            let left = self.append_group(session, group).await;
             for request in left.into_iter().rev() {
                 carried.push_front(request);
             }
@@ -200,12 +205,17 @@ impl Ledger {
         group
     }
 
-    /// Appends one group; returns the batches cut off from it (one that
+    /// Appends one group in `session`; returns the batches cut off from it (one that
     /// reads an id an earlier batch of the group takes, and all after it),
     /// to go first into the next group.
     #[tracing::instrument(name = "bondledger.ledger.append_group", skip_all, fields(batches = group.len()))]
-    async fn append_group(&self, mut group: Vec<Request>) -> Vec<Request> {
-        let answers = match self.try_group(&group).await {
+    async fn append_group(
+        &self,
+        session: Result<Box<dyn AppendSession>, StoreError>,
+        mut group: Vec<Request>,
+    ) -> Vec<Request> {
+        debug_assert!(!group.is_empty(), "a group holds at least one batch");
+        let answers = match self.try_group(session, &group).await {
             Ok(answers) => answers,
             Err(FallBack(reason)) => {
                 tracing::info!(reason, "appending the batches of a group one by one");
@@ -241,12 +251,12 @@ impl Ledger {
     /// Decides, appends and commits as many batches of `group` as go
     /// together; their answers, in order. The session is gone whatever the
     /// outcome, so that a fall back can begin its own.
-    async fn try_group(&self, group: &[Request]) -> Result<Vec<Answer>, FallBack> {
-        let mut session = self
-            .store
-            .begin()
-            .await
-            .map_err(|_| FallBack("no transaction"))?;
+    async fn try_group(
+        &self,
+        session: Result<Box<dyn AppendSession>, StoreError>,
+        group: &[Request],
+    ) -> Result<Vec<Answer>, FallBack> {
+        let mut session = session.map_err(|_| FallBack("no transaction"))?;
         let (mut verdicts, books) = self.decide_group(&mut *session, group).await?;
         let books = append_accepted(&mut *session, &mut verdicts, books).await?;
         if let Err(error) = session.commit().await {
