@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use bondledger_domain::movement::Movement;
 use bondledger_domain::{
-    decide, Context, Envelope, ManualNo, ManualState, Mode, RecordedMovement, ReversalTarget,
-    SCHEMA_VERSION,
+    decide, Context, Envelope, ManualNo, ManualState, Mode, RecordedMovement, Replay,
+    ReversalTarget, SCHEMA_VERSION,
 };
 use bondledger_store::{
     AppendSession, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend,
@@ -20,7 +21,10 @@ use crate::source::{read_lines, read_movements, Located};
 use crate::{Ledger, LedgerError};
 
 /// Movements decided and looked up together: bounds memory on long files.
-const CHUNK_MOVEMENTS: usize = 2_000;
+pub(crate) const CHUNK_MOVEMENTS: usize = 2_000;
+/// A batch of at most this many movements (a request, a short text) is
+/// appended with the others waiting at the same moment, in one transaction.
+pub(crate) const MAX_GROUPED_MOVEMENTS: usize = 1_000;
 /// How often a batch is decided again when another writer got in first.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -51,14 +55,14 @@ pub struct ImportOutcome {
 }
 
 impl ImportOutcome {
-    fn append(&mut self, movement: AppendedMovement) {
+    pub(crate) fn append(&mut self, movement: AppendedMovement) {
         self.appended_count += 1;
         if self.appended.len() < MAX_LISTED_MOVEMENTS {
             self.appended.push(movement);
         }
     }
 
-    fn held(&mut self, movement: AppendedMovement) {
+    pub(crate) fn held(&mut self, movement: AppendedMovement) {
         self.already_held_count += 1;
         if self.already_held.len() < MAX_LISTED_MOVEMENTS {
             self.already_held.push(movement);
@@ -67,12 +71,24 @@ impl ImportOutcome {
 }
 
 /// A manual touched by the batch: its state as the batch evolves it.
-struct Book {
-    state: Option<ManualState>,
+#[derive(Clone)]
+pub(crate) struct Book {
+    pub(crate) state: Option<ManualState>,
     /// The stream version the store holds (this transaction included).
-    flushed: i64,
+    pub(crate) flushed: i64,
     /// Decided, not yet handed to the store.
-    pending: usize,
+    pub(crate) pending: usize,
+}
+
+impl Book {
+    pub(crate) fn loaded(state: Option<ManualState>) -> Self {
+        let flushed = state.as_ref().map_or(0, |s| s.version);
+        Book {
+            state,
+            flushed,
+            pending: 0,
+        }
+    }
 }
 
 impl Ledger {
@@ -97,10 +113,20 @@ impl Ledger {
         mode: Mode,
         actor: Option<&str>,
     ) -> Result<ImportOutcome, LedgerError> {
-        self.import_source(name, mode, actor, || {
-            read_lines(Ok(text.as_bytes()), name.to_owned())
-        })
-        .await
+        let source = || read_lines(Ok(text.as_bytes()), name.to_owned());
+        let mut lines = source();
+        let mut movements = Vec::new();
+        for located in lines.by_ref().take(MAX_GROUPED_MOVEMENTS + 1) {
+            // The first line at fault is what an import reports, whatever comes after.
+            movements.push(located?);
+        }
+        if movements.len() <= MAX_GROUPED_MOVEMENTS {
+            return self
+                .append_grouped(movements, mode, actor, name.to_owned())
+                .await;
+        }
+        drop(lines);
+        self.import_source(name, mode, actor, source).await
     }
 
     async fn import_source<I>(
@@ -133,6 +159,12 @@ impl Ledger {
                 })
             })
         };
+        if envelopes.len() <= MAX_GROUPED_MOVEMENTS {
+            let movements = source().collect::<Result<Vec<_>, LedgerError>>()?;
+            return self
+                .append_grouped(movements, mode, actor, source_name.to_owned())
+                .await;
+        }
         self.with_retries(mode, actor, source_name, source).await
     }
 
@@ -140,7 +172,7 @@ impl Ledger {
     /// checked whole before anything is written: nothing is committed until
     /// its last line, and when deciding fails, the lines after are still read
     /// so that a malformed line anywhere is what the import reports.
-    async fn with_retries<I>(
+    pub(crate) async fn with_retries<I>(
         &self,
         mode: Mode,
         actor: Option<&str>,
@@ -203,10 +235,46 @@ impl Ledger {
         }
         batch.decide_chunk(chunk).await?;
         let Batch {
-            session, outcome, ..
+            session,
+            outcome,
+            books,
+            ..
         } = batch;
         session.commit().await?;
+        self.keep_states(books);
         Ok(outcome)
+    }
+
+    /// A manual's state as the store holds it now: the cached one when the
+    /// stream, read in `session`, is still at its version; else replayed.
+    /// On PostgreSQL the stream may move between this read and the append;
+    /// the append's expected version then makes it a conflict.
+    pub(crate) async fn current_state(
+        &self,
+        session: &mut dyn AppendSession,
+        manual: &ManualNo,
+    ) -> Result<Option<ManualState>, LedgerError> {
+        if let Some(cached) = self.states.get(manual) {
+            if session.stream_version(manual.as_str()).await? == cached.version {
+                return Ok(Some(ManualState::clone(&cached)));
+            }
+            self.states.forget(manual);
+        }
+        self.replay(manual.as_str(), AsOf::Latest, |_, _, _| {})
+            .await
+    }
+
+    /// Keeps the states of `books` once their appends have committed.
+    pub(crate) fn keep_states(&self, books: HashMap<ManualNo, Book>) {
+        for (manual, book) in books {
+            debug_assert_eq!(book.pending, 0, "every decided movement was appended");
+            match book.state {
+                Some(state) if state.version == book.flushed => {
+                    self.states.put(&manual, Arc::new(state));
+                }
+                _ => self.states.forget(&manual),
+            }
+        }
     }
 }
 
@@ -232,7 +300,7 @@ struct Batch<'a> {
 }
 
 /// Whether a held event is this very movement (a harmless re-import).
-fn same_movement(stored: &StoredEvent, envelope: &Envelope) -> bool {
+pub(crate) fn same_movement(stored: &StoredEvent, envelope: &Envelope) -> bool {
     stored.stream == envelope.manual.as_str()
         && stored.event_type == envelope.movement.kind().as_str()
         && stored.business_date == envelope.date
@@ -347,27 +415,7 @@ impl Batch<'_> {
             counterparty: counterparty.as_ref(),
             reversal_target: target.as_ref(),
         };
-        let recorded = decide(book.state.as_ref(), envelope, &context).map_err(|refusal| {
-            LedgerError::Refused {
-                source_name: self.source_name.clone(),
-                line,
-                rule: refusal.rule,
-                message: refusal.message,
-            }
-        })?;
-        let reference = recorded
-            .envelope
-            .id
-            .clone()
-            .unwrap_or_else(|| format!("{manual}@{}", book.flushed + book.pending as i64 + 1));
-        match (&mut book.state, &recorded.envelope.movement) {
-            (Some(state), _) => state.apply(&recorded, &reference),
-            (None, Movement::ManualRegistered(registration)) => {
-                book.state = Some(ManualState::registered(&recorded.envelope, registration));
-            }
-            (None, _) => unreachable!("decide refuses a movement on a manual not registered"),
-        }
-        book.pending += 1;
+        let recorded = decide_movement(book, envelope, &context, line, &self.source_name)?;
         self.pending
             .push((line, manual, new_event(&recorded, &self.metadata)));
         Ok(())
@@ -380,17 +428,9 @@ impl Batch<'_> {
         if !self.books.contains_key(manual) {
             let state = self
                 .ledger
-                .replay(manual.as_str(), AsOf::Latest, |_, _, _| {})
+                .current_state(&mut *self.session, manual)
                 .await?;
-            let flushed = state.as_ref().map_or(0, |s| s.version);
-            self.books.insert(
-                manual.clone(),
-                Book {
-                    state,
-                    flushed,
-                    pending: 0,
-                },
-            );
+            self.books.insert(manual.clone(), Book::loaded(state));
         }
         Ok(self
             .books
@@ -471,7 +511,50 @@ impl Batch<'_> {
     }
 }
 
-fn reversal_target(stored: &StoredEvent) -> Result<ReversalTarget, LedgerError> {
+/// Decides one movement against `book`, its manual's state as the batch
+/// leaves it, and evolves the book as a replay of the stored event would.
+pub(crate) fn decide_movement(
+    book: &mut Book,
+    envelope: Envelope,
+    context: &Context,
+    line: usize,
+    source_name: &str,
+) -> Result<RecordedMovement, LedgerError> {
+    let manual = envelope.manual.clone();
+    let recorded =
+        decide(book.state.as_ref(), envelope, context).map_err(|refusal| LedgerError::Refused {
+            source_name: source_name.to_owned(),
+            line,
+            rule: refusal.rule,
+            message: refusal.message,
+        })?;
+    let reference = recorded
+        .envelope
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("{manual}@{}", book.flushed + book.pending as i64 + 1));
+    match book.state.take() {
+        Some(mut state) => {
+            state.apply(&recorded, &reference);
+            book.state = Some(state);
+        }
+        None => {
+            // A replay registers a manual with the findings of its event:
+            // so does the batch, and a cached state equals a replayed one.
+            let mut replay = Replay::new();
+            let counted = replay.apply(&recorded, &reference);
+            assert!(
+                counted,
+                "decide refuses a movement on a manual not registered"
+            );
+            book.state = replay.into_state();
+        }
+    }
+    book.pending += 1;
+    Ok(recorded)
+}
+
+pub(crate) fn reversal_target(stored: &StoredEvent) -> Result<ReversalTarget, LedgerError> {
     let recorded = crate::query::decode(stored)?;
     Ok(ReversalTarget {
         manual: recorded.envelope.manual.clone(),
@@ -481,7 +564,7 @@ fn reversal_target(stored: &StoredEvent) -> Result<ReversalTarget, LedgerError> 
 
 /// The target of a reversal decided earlier in the same batch, read back as
 /// it will be stored.
-fn pending_reversal_target(
+pub(crate) fn pending_reversal_target(
     line: usize,
     manual: &ManualNo,
     event: &NewEvent,
@@ -506,7 +589,7 @@ fn pending_reversal_target(
     })
 }
 
-fn new_event(recorded: &RecordedMovement, metadata: &EventMetadata) -> NewEvent {
+pub(crate) fn new_event(recorded: &RecordedMovement, metadata: &EventMetadata) -> NewEvent {
     NewEvent {
         caller_id: recorded.envelope.id.clone(),
         event_type: recorded.kind().as_str().to_owned(),

@@ -6,7 +6,9 @@
 //! API call it.
 
 pub mod access;
+mod cache;
 mod evidence;
+mod group;
 mod import;
 pub mod json;
 mod pages;
@@ -113,6 +115,11 @@ pub struct Ledger {
     /// One catch-up of the read models at a time in this process: two
     /// would race for the same checkpoint and one would fail.
     catching_up: Arc<tokio::sync::Mutex<()>>,
+    /// The states of the manuals appended to last, checked against the
+    /// store before each use.
+    states: cache::StateCache,
+    /// Small batches appended at once, gathered into one transaction.
+    group: Arc<group::GroupCommit>,
 }
 
 impl Ledger {
@@ -123,6 +130,8 @@ impl Ledger {
             reads_replica: false,
             replica: None,
             catching_up: Arc::new(tokio::sync::Mutex::new(())),
+            states: cache::StateCache::new(cache::STATE_CACHE_MANUALS),
+            group: Arc::new(group::GroupCommit::default()),
         }
     }
 

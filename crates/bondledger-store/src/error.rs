@@ -43,6 +43,33 @@ const TRANSIENT_CODES: [&str; 12] = [
 ];
 
 impl StoreError {
+    /// The same failure for another caller (several callers' appends may
+    /// share one transaction): the same message and the same
+    /// [`StoreError::is_transient`], the variant kept where it can be copied.
+    pub fn told_again(&self) -> StoreError {
+        match self {
+            StoreError::Conflict {
+                stream,
+                expected,
+                actual,
+            } => StoreError::Conflict {
+                stream: stream.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            StoreError::IdConflict { caller_id } => StoreError::IdConflict {
+                caller_id: caller_id.clone(),
+            },
+            StoreError::InvalidInput(message) => StoreError::InvalidInput(message.clone()),
+            StoreError::InvalidUrl(message) => StoreError::InvalidUrl(message.clone()),
+            StoreError::Integrity(message) => StoreError::Integrity(message.clone()),
+            transient if transient.is_transient() => StoreError::Database(sqlx::Error::Io(
+                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, transient.to_string()),
+            )),
+            other => StoreError::Integrity(other.to_string()),
+        }
+    }
+
     /// Whether the same request, tried again, may well succeed: the
     /// database connection was lost, the server is restarting, or it was
     /// busy. A transaction cut off this way is rolled back by the database;
@@ -63,5 +90,27 @@ impl StoreError {
             },
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_told_again_keeps_its_message_and_transience() {
+        let lost = StoreError::Database(sqlx::Error::PoolTimedOut);
+        let again = lost.told_again();
+        assert!(again.is_transient());
+        assert!(again.to_string().contains(&lost.to_string()));
+        let broken = StoreError::Database(sqlx::Error::RowNotFound);
+        assert!(!broken.told_again().is_transient());
+        let conflict = StoreError::IdConflict {
+            caller_id: "a".to_owned(),
+        };
+        assert!(matches!(
+            conflict.told_again(),
+            StoreError::IdConflict { caller_id } if caller_id == "a"
+        ));
     }
 }
