@@ -85,8 +85,11 @@ $$;
 
 -- Makes sure every position up to `upto` has its partition in the event log
 -- and in the timeline read models; returns the first position that has none.
--- The settings row's lock makes two callers take turns; the second finds the
--- partitions made. At most 1,000 partitions a call: a larger `upto` is a bug.
+-- It takes the append lock (the ledger_head row) first, as every append does
+-- before it touches `streams` or `events`, which a new partition locks: a
+-- caller outside an append cannot hold a lock an append waits for while it
+-- waits for one the append holds. Two callers take turns; the second finds
+-- the partitions made. At most 1,000 partitions a call: a larger `upto` is a bug.
 CREATE FUNCTION bondledger_ensure_event_partitions(upto BIGINT) RETURNS BIGINT
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -94,6 +97,7 @@ DECLARE
     first_position BIGINT;
     made           INTEGER := 0;
 BEGIN
+    PERFORM 1 FROM ledger_head WHERE id = 1 FOR UPDATE;
     SELECT * INTO STRICT settings FROM event_partitioning WHERE id = 1 FOR UPDATE;
     first_position := settings.partitions_end;
     WHILE first_position <= upto LOOP

@@ -128,10 +128,10 @@ impl Partitions {
 
     /// Makes the partition after the head's, in a short transaction of its own, so
     /// that appends find their partitions made and no append transaction holds the
-    /// exclusive locks that making one takes. It takes the append lock first, as an
-    /// append does, or the two could wait on each other (an append holds `streams`,
-    /// which a new partition's foreign key locks); when an append holds it, or the
-    /// tables stay busy, it gives up: the append that needs the partition makes it.
+    /// exclusive locks that making one takes. The function takes the append lock
+    /// first (an append holds `streams`, which a new partition's foreign key locks);
+    /// here it is taken without waiting: when an append holds it, or the tables stay
+    /// busy, this gives up, and the append that needs the partition makes it.
     async fn make_spare(&self, pool: &PgPool) {
         let upto = self.head.load(Ordering::Relaxed) + self.width;
         let outcome: Result<bool, StoreError> = async {
