@@ -9,6 +9,7 @@
 mod commands;
 mod data;
 mod figures;
+mod growth;
 mod store_append;
 
 use std::path::PathBuf;
@@ -127,6 +128,24 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         queries: usize,
     },
+    /// Fills the ledger checkpoint by checkpoint (every --step events up to --scale) and
+    /// measures at each: single appends, stream page reads, timeline pages by HS prefix.
+    Growth {
+        #[command(flatten)]
+        target: Target,
+        /// Events the ledger holds at the last checkpoint.
+        #[arg(long, default_value_t = 10_000_000)]
+        scale: usize,
+        /// Events between checkpoints.
+        #[arg(long, default_value_t = 1_000_000)]
+        step: usize,
+        /// Single-movement appends at each checkpoint.
+        #[arg(long, default_value_t = 200)]
+        appends: usize,
+        /// Stream reads and timeline queries at each checkpoint, each.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
 }
 
 impl Command {
@@ -139,6 +158,7 @@ impl Command {
             Command::AsOf { .. } => "as-of",
             Command::CatchUp { .. } => "catch-up",
             Command::Timeline { .. } => "timeline",
+            Command::Growth { .. } => "growth",
         }
     }
 
@@ -150,7 +170,8 @@ impl Command {
             | Command::Verify { target, .. }
             | Command::AsOf { target, .. }
             | Command::CatchUp { target, .. }
-            | Command::Timeline { target, .. } => &target.database_url,
+            | Command::Timeline { target, .. }
+            | Command::Growth { target, .. } => &target.database_url,
         }
     }
 }
@@ -227,6 +248,22 @@ async fn main() -> anyhow::Result<()> {
             within("scale", scale, MAX_SCALE)?;
             within("queries", queries, MAX_QUERIES)?;
             commands::timeline(&ledger, scale, queries).await?
+        }
+        Command::Growth {
+            scale,
+            step,
+            appends,
+            queries,
+            ..
+        } => {
+            within("scale", scale, MAX_SCALE)?;
+            within("step", step, MAX_SCALE)?;
+            within("appends", appends, MAX_QUERIES)?;
+            within("queries", queries, MAX_QUERIES)?;
+            let measures = growth::Measures { appends, queries };
+            // Each checkpoint prints its own figures as it is measured.
+            growth::growth(&ledger, backend, scale, step, &measures).await?;
+            Vec::new()
         }
     };
     figures::print(name, backend, &figures);
