@@ -341,7 +341,12 @@ fn events_cannot_be_altered_and_tampering_is_found(ledger: TestLedger) {
     assert_eq!(balance(&ledger, &[]), "1000.000000");
     let drop_triggers = match ledger.backend {
         Backend::Sqlite => "DROP TRIGGER events_refuse_update; DROP TRIGGER events_refuse_delete;",
-        Backend::Postgres => "DROP TRIGGER events_refuse_update ON events; DROP TRIGGER events_refuse_delete ON events;",
+        // Every partition's too, and the row triggers cloned to them.
+        Backend::Postgres => "DO $$ DECLARE found RECORD; BEGIN \
+            FOR found IN SELECT tgname, tgrelid::regclass AS target FROM pg_trigger \
+                WHERE tgrelid IN (SELECT relid FROM pg_partition_tree('events')) \
+                AND NOT tgisinternal AND tgparentid = 0 \
+            LOOP EXECUTE format('DROP TRIGGER %I ON %s', found.tgname, found.target); END LOOP; END; $$",
     };
     ledger
         .execute_sql(drop_triggers)

@@ -202,6 +202,7 @@ bench_ledger_commands() {
     "${bench[@]}" as-of --database-url "$url" --scale 100 --queries 5 >/dev/null
     "${bench[@]}" catch-up --database-url "$url" --scale 200 --rate 20 --seconds 1 >/dev/null
     "${bench[@]}" timeline --database-url "$url" --scale 200 --queries 5 >/dev/null
+    "${bench[@]}" growth --database-url "$url" --scale 400 --step 200 --appends 3 --queries 3 >/dev/null
 }
 bench_dir="$(mktemp -d)"
 bench_ledger_commands "sqlite://$bench_dir/ledger.db"

@@ -1,8 +1,12 @@
 //! The PostgreSQL backend. Appends serialize on the one-row `ledger_head` table
 //! (docs/adr/0001-serialized-appends.md); reads run concurrently at READ COMMITTED.
+//! The event log is partitioned by position (docs/adr/0003-partitioning.md): an
+//! append makes sure the partitions for its positions exist before it writes.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,6 +19,7 @@ use crate::append::{
     AppendPlan, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow};
+use crate::readmodel::EVENT_COLUMNS_E;
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
@@ -37,15 +42,143 @@ const VERIFY_PAGE_ROWS: i64 = 1_000;
 const BEGIN_APPEND: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
+/// How long making the next partition ahead of need waits for the locks it takes
+/// (the partitioned tables, exclusively, for a moment): a long read in the way does
+/// not hold up the reads and appends queued behind it for longer than this.
+const PARTITION_AHEAD_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
+/// After making a partition ahead failed, appends do not try again for this long.
+const PARTITION_AHEAD_RETRY: Duration = Duration::from_secs(10);
+
 const EVENT_COLUMNS: &str =
     "position, event_id, caller_id, stream, version, event_type, schema_version, \
                              payload, metadata, business_date, recorded_at, hash";
 
 pub(crate) struct PostgresStore {
     pool: PgPool,
+    /// What this process knows of the event partitions; none on a replica,
+    /// which takes no appends.
+    partitions: Option<Arc<Partitions>>,
     /// A replica's: to tell why no connection could be made when the pool
     /// only says it waited in vain.
     replica_options: Option<PgConnectOptions>,
+}
+
+/// What this process knows of the event log's partitions. Both positions only ever
+/// grow, and both are hints: a stale one (another process appended, or made
+/// partitions) only sends an append to `bondledger_ensure_event_partitions`, which
+/// reads the truth under its own lock.
+struct Partitions {
+    /// Positions a new partition holds (`event_partitioning.width`).
+    width: i64,
+    /// The first position with no partition yet.
+    end: AtomicI64,
+    /// The highest position this process has seen written.
+    head: AtomicI64,
+    /// No partition is made ahead before this moment (set when an attempt failed).
+    quiet_until: Mutex<Option<Instant>>,
+}
+
+impl Partitions {
+    async fn read(pool: &PgPool) -> Result<Self, StoreError> {
+        let row = sqlx::query(
+            "SELECT p.width, p.partitions_end, h.position FROM event_partitioning p, ledger_head h \
+             WHERE p.id = 1 AND h.id = 1",
+        )
+        .fetch_one(pool)
+        .await?;
+        let width: i64 = row.try_get("width")?;
+        if width < 1 {
+            return Err(StoreError::Integrity(format!(
+                "event partitions of {width} positions"
+            )));
+        }
+        Ok(Self {
+            width,
+            end: AtomicI64::new(row.try_get("partitions_end")?),
+            head: AtomicI64::new(row.try_get("position")?),
+            quiet_until: Mutex::new(None),
+        })
+    }
+
+    /// Whether the partition after the head's is still to be made, and now is a time to try.
+    fn short_of_spare(&self) -> bool {
+        let short =
+            self.head.load(Ordering::Relaxed) + self.width >= self.end.load(Ordering::Relaxed);
+        short
+            && !self
+                .quiet_until()
+                .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn quiet_until(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // The value is a plain Option: one a panicking holder left behind is still sound.
+        self.quiet_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes partitions up to `upto` (with `connection`'s transaction, if it is in one).
+    async fn ensure(&self, connection: &mut PgConnection, upto: i64) -> Result<(), StoreError> {
+        let end: i64 = sqlx::query_scalar("SELECT bondledger_ensure_event_partitions($1)")
+            .bind(upto)
+            .fetch_one(&mut *connection)
+            .await?;
+        if end <= upto {
+            return Err(StoreError::Integrity(format!(
+                "position {upto} has no partition after making them (they end at {end})"
+            )));
+        }
+        self.end.fetch_max(end, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes the partition after the head's, in a short transaction of its own, so
+    /// that appends find their partitions made and no append transaction holds the
+    /// exclusive locks that making one takes. The function takes the append lock
+    /// first (an append holds `streams`, which a new partition's foreign key locks);
+    /// here it is taken without waiting: when an append holds it, or the tables stay
+    /// busy, this gives up, and the append that needs the partition makes it.
+    async fn make_spare(&self, pool: &PgPool) {
+        let upto = self.head.load(Ordering::Relaxed) + self.width;
+        let outcome: Result<bool, StoreError> = async {
+            let mut transaction = pool.begin_with(BEGIN_APPEND).await?;
+            sqlx::query(PARTITION_AHEAD_LOCK_TIMEOUT)
+                .execute(&mut *transaction)
+                .await?;
+            let locked =
+                sqlx::query("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE SKIP LOCKED")
+                    .fetch_optional(&mut *transaction)
+                    .await?;
+            if locked.is_none() {
+                return Ok(false);
+            }
+            self.ensure(&mut transaction, upto).await?;
+            transaction.commit().await?;
+            Ok(true)
+        }
+        .await;
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => *self.quiet_until() = Some(Instant::now() + PARTITION_AHEAD_RETRY),
+            Err(error) => {
+                *self.quiet_until() = Some(Instant::now() + PARTITION_AHEAD_RETRY);
+                tracing::warn!(%error, upto, "the next event partition was not made ahead of need");
+            }
+        }
+    }
+
+    /// Called under the append lock, before `rows` are written.
+    async fn ensure_for(
+        &self,
+        connection: &mut PgConnection,
+        last_position: i64,
+    ) -> Result<(), StoreError> {
+        self.head.fetch_max(last_position, Ordering::Relaxed);
+        if last_position < self.end.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.ensure(connection, last_position).await
+    }
 }
 
 impl PostgresStore {
@@ -59,8 +192,10 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        let partitions = Arc::new(Partitions::read(&pool).await?);
         Ok(Self {
             pool,
+            partitions: Some(partitions),
             replica_options: None,
         })
     }
@@ -78,6 +213,7 @@ impl PostgresStore {
             .connect_lazy_with(options.clone());
         Ok(Self {
             pool,
+            partitions: None,
             replica_options: Some(options),
         })
     }
@@ -111,9 +247,18 @@ impl EventStore for PostgresStore {
 
     #[tracing::instrument(name = "bondledger.store.begin", skip_all)]
     async fn begin(&self) -> Result<Box<dyn AppendSession>, StoreError> {
+        let Some(partitions) = &self.partitions else {
+            return Err(StoreError::InvalidInput(
+                "a read replica takes no appends; append to the primary".into(),
+            ));
+        };
+        if partitions.short_of_spare() {
+            partitions.make_spare(&self.pool).await;
+        }
         let transaction = self.pool.begin_with(BEGIN_APPEND).await?;
         Ok(Box::new(PostgresSession {
             transaction,
+            partitions: Arc::clone(partitions),
             poisoned: false,
         }))
     }
@@ -203,6 +348,7 @@ impl EventStore for PostgresStore {
 
 struct PostgresSession {
     transaction: Transaction<'static, Postgres>,
+    partitions: Arc<Partitions>,
     /// Set when an append failed after it may have written: the session can only roll back.
     poisoned: bool,
 }
@@ -301,6 +447,9 @@ impl WriteTransaction for PostgresSession {
     }
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+        self.partitions
+            .ensure_for(&mut self.transaction, plan.last().position)
+            .await?;
         write_plan(&mut self.transaction, plan).await
     }
 }
@@ -342,7 +491,11 @@ async fn select_by_caller_ids(
     connection: &mut PgConnection,
     caller_ids: &[String],
 ) -> Result<Vec<EventRow>, StoreError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE caller_id = ANY($1::text[])");
+    // Through event_keys: one index probe a caller id, then one partition's.
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS_E} FROM event_keys k JOIN events e ON e.position = k.position \
+         WHERE k.caller_id = ANY($1::text[])"
+    );
     let mut found = Vec::new();
     for chunk in caller_ids.chunks(CALLER_IDS_PER_STATEMENT) {
         let rows = sqlx::query(&sql)
@@ -442,7 +595,9 @@ async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<
     Ok(())
 }
 
-/// One statement per chunk: columns travel as arrays and UNNEST turns them into rows.
+/// One statement per chunk: columns travel as arrays and UNNEST turns them into rows,
+/// which go to the events and their ids to `event_keys`, where a taken event or
+/// caller id is refused.
 async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Result<(), StoreError> {
     let mut positions = Vec::with_capacity(rows.len());
     let mut event_ids = Vec::with_capacity(rows.len());
@@ -471,14 +626,21 @@ async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Resu
         hashes.push(row.hash.as_str());
     }
     sqlx::query(
-        "INSERT INTO events (position, event_id, caller_id, stream, version, event_type, schema_version, \
+        "WITH rows AS ( \
+             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], \
+                                  $6::text[], $7::integer[], $8::text[], $9::text[], $10::date[], \
+                                  $11::timestamptz[], $12::text[]) \
+                  AS rows (position, event_id, caller_id, stream, version, event_type, schema_version, \
+                           payload, metadata, business_date, recorded_at, hash) \
+         ), keys AS ( \
+             INSERT INTO event_keys (event_id, caller_id, position) \
+             SELECT event_id, caller_id, position FROM rows \
+         ) \
+         INSERT INTO events (position, event_id, caller_id, stream, version, event_type, schema_version, \
                              payload, metadata, business_date, recorded_at, hash) \
          SELECT position, event_id, caller_id, stream, version, event_type, schema_version, \
                 payload, metadata, business_date, recorded_at, hash \
-         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::integer[], \
-                     $8::text[], $9::text[], $10::date[], $11::timestamptz[], $12::text[]) \
-              AS rows (position, event_id, caller_id, stream, version, event_type, schema_version, \
-                       payload, metadata, business_date, recorded_at, hash)",
+         FROM rows",
     )
     .bind(&positions)
     .bind(&event_ids)

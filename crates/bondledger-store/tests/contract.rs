@@ -66,4 +66,5 @@ contract_tests!(
     only_one_first_token_is_kept_whoever_races,
     runs_append_in_order_across_streams,
     runs_are_refused_whole,
+    appends_cross_partition_boundaries,
 );

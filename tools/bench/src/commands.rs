@@ -14,7 +14,7 @@ use crate::data;
 use crate::figures::{latency_figures, milliseconds, per_second, percentile, Figure};
 
 /// Timeline queries ask for pages of this many events, as the API does.
-const TIMELINE_PAGE_EVENTS: usize = 100;
+pub(crate) const TIMELINE_PAGE_EVENTS: usize = 100;
 /// Full timeline queries (every matching event) are slow by nature: a few suffice.
 const MAX_FULL_TIMELINE_QUERIES: usize = 20;
 /// How often the peak memory of a child process is read.
@@ -100,7 +100,7 @@ pub async fn appends(ledger: &Ledger, scale: usize, writers: usize) -> anyhow::R
     ])
 }
 
-async fn append_one(ledger: &Ledger, manual: &str, index: usize) -> anyhow::Result<()> {
+pub(crate) async fn append_one(ledger: &Ledger, manual: &str, index: usize) -> anyhow::Result<()> {
     let line = data::import_line(manual, index);
     ledger
         .import_text("append", &line, Mode::Strict, Some("bench"))
@@ -369,7 +369,7 @@ pub async fn timeline(
 }
 
 /// Fills the ledger with generated histories until it holds `scale` events.
-async fn fill_to(ledger: &Ledger, scale: usize) -> anyhow::Result<()> {
+pub(crate) async fn fill_to(ledger: &Ledger, scale: usize) -> anyhow::Result<()> {
     let head = ledger.store().head_position().await? as usize;
     if head < scale {
         let started = Instant::now();
@@ -383,7 +383,7 @@ async fn fill_to(ledger: &Ledger, scale: usize) -> anyhow::Result<()> {
 }
 
 /// A SplitMix64 stream for picking positions and prefixes.
-struct Mixer(u64);
+pub(crate) struct Mixer(pub u64);
 
 impl Mixer {
     fn next(&mut self) -> u64 {
@@ -394,7 +394,7 @@ impl Mixer {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, bound: usize) -> usize {
+    pub(crate) fn below(&mut self, bound: usize) -> usize {
         (self.next() % bound.max(1) as u64) as usize
     }
 }

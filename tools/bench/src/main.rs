@@ -9,6 +9,7 @@
 mod commands;
 mod data;
 mod figures;
+mod growth;
 mod replica;
 mod store_append;
 
@@ -144,6 +145,24 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         queries: usize,
     },
+    /// Fills the ledger checkpoint by checkpoint (every --step events up to --scale) and
+    /// measures at each: single appends, stream page reads, timeline pages by HS prefix.
+    Growth {
+        #[command(flatten)]
+        target: Target,
+        /// Events the ledger holds at the last checkpoint.
+        #[arg(long, default_value_t = 10_000_000)]
+        scale: usize,
+        /// Events between checkpoints.
+        #[arg(long, default_value_t = 1_000_000)]
+        step: usize,
+        /// Single-movement appends at each checkpoint.
+        #[arg(long, default_value_t = 200)]
+        appends: usize,
+        /// Stream reads and timeline queries at each checkpoint, each.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
 }
 
 impl Command {
@@ -157,6 +176,7 @@ impl Command {
             Command::CatchUp { .. } => "catch-up",
             Command::Timeline { .. } => "timeline",
             Command::ReplicaLag { .. } => "replica-lag",
+            Command::Growth { .. } => "growth",
         }
     }
 
@@ -169,7 +189,8 @@ impl Command {
             | Command::AsOf { target, .. }
             | Command::CatchUp { target, .. }
             | Command::Timeline { target, .. }
-            | Command::ReplicaLag { target, .. } => &target.database_url,
+            | Command::ReplicaLag { target, .. }
+            | Command::Growth { target, .. } => &target.database_url,
         }
     }
 }
@@ -258,6 +279,22 @@ async fn main() -> anyhow::Result<()> {
             within("batch", batch, 10_000)?;
             within("seconds", seconds as usize, 3_600)?;
             replica::replica_lag(&ledger, &read_database_url, writers, batch, seconds).await?
+        }
+        Command::Growth {
+            scale,
+            step,
+            appends,
+            queries,
+            ..
+        } => {
+            within("scale", scale, MAX_SCALE)?;
+            within("step", step, MAX_SCALE)?;
+            within("appends", appends, MAX_QUERIES)?;
+            within("queries", queries, MAX_QUERIES)?;
+            let measures = growth::Measures { appends, queries };
+            // Each checkpoint prints its own figures as it is measured.
+            growth::growth(&ledger, backend, scale, step, &measures).await?;
+            Vec::new()
         }
     };
     figures::print(name, backend, &figures);

@@ -58,15 +58,28 @@ impl TestLedger {
     pub async fn drop_append_only_triggers(&self) {
         let sql = match self.kind {
             Kind::Sqlite => "DROP TRIGGER events_refuse_update; DROP TRIGGER events_refuse_delete;",
-            Kind::Postgres => {
-                "DROP TRIGGER events_refuse_update ON events; DROP TRIGGER events_refuse_delete ON events;"
-            }
+            Kind::Postgres => DROP_POSTGRES_APPEND_ONLY_TRIGGERS,
         };
         self.execute_raw(sql)
             .await
             .expect("the triggers can be dropped");
     }
 }
+
+/// Every trigger on the events table and its partitions (a row trigger cloned to a
+/// partition goes with its parent's).
+const DROP_POSTGRES_APPEND_ONLY_TRIGGERS: &str = "DO $$
+DECLARE
+    found RECORD;
+BEGIN
+    FOR found IN SELECT tgname, tgrelid::regclass AS target FROM pg_trigger
+                 WHERE tgrelid IN (SELECT relid FROM pg_partition_tree('events'))
+                   AND NOT tgisinternal AND tgparentid = 0
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', found.tgname, found.target);
+    END LOOP;
+END;
+$$";
 
 pub type Case = fn(TestLedger) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
