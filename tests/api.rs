@@ -862,6 +862,20 @@ fn history_and_timeline_come_in_pages(test: TestLedger) {
         )
         .expect(StatusCode::OK, "a limit over the cap is cut to it");
     assert_eq!(capped.array_len(), 11);
+    // An HS prefix read code by code, a few candidates at a time, with a
+    // filter that passes over most of them: pages still hold every match.
+    let later: Vec<Value> = (0..5)
+        .map(|n| import(MANUAL_A, &format!("p-late-{n}"), "2026-03-06", "1"))
+        .collect();
+    api.post(&api.admin, &Value::Array(later))
+        .expect(StatusCode::CREATED, "later");
+    let (matching, _) = pages("/api/v1/timeline?hs=7408&from=2026-03-06", "position");
+    assert_eq!(matching.len(), 5);
+    assert_eq!(
+        Value::Array(matching),
+        api.test
+            .json(&["timeline", "--hs", "7408", "--from", "2026-03-06"])
+    );
 }
 
 fn the_audit_finds_a_break(test: TestLedger) {

@@ -134,6 +134,10 @@ pub struct TimelineFilter {
 /// The smallest string above every string that starts with `prefix`, for a
 /// prefix of ASCII digits ("3920" → "3921", "39" → "4"); `None` when there
 /// is none ("999").
+/// An HS prefix naming more codes than this is searched by walking the
+/// timeline in position order rather than code by code.
+pub const MAX_PREFIX_CODES: usize = 64;
+
 pub fn prefix_successor(prefix: &str) -> Option<String> {
     let mut digits: Vec<u8> = prefix.bytes().collect();
     while let Some(last) = digits.pop() {
@@ -208,6 +212,132 @@ pub trait ReadModels: Send + Sync {
 /// (`BEGIN IMMEDIATE` already holds SQLite's one write lock).
 macro_rules! impl_read_models {
     ($store:ty, $db:ty, $write:ident, $read:ident, $begin:expr, $lock:expr) => {
+        impl $store {
+            /// The distinct HS codes of the timeline's keys that start with
+            /// `prefix`, read by skipping from one code to the next in the
+            /// keys' index; None when they are more than
+            /// [`MAX_PREFIX_CODES`]($crate::readmodel::MAX_PREFIX_CODES) or
+            /// the prefix has no successor.
+            async fn hs_codes(&self, prefix: &str) -> Result<Option<Vec<String>>, $crate::StoreError> {
+                let Some(successor) = $crate::readmodel::prefix_successor(prefix) else { return Ok(None) };
+                let codes: Vec<(String,)> = sqlx::query_as(
+                    "WITH RECURSIVE codes (value) AS ( \
+                       SELECT (SELECT min(value) FROM rm_timeline_keys WHERE kind = 'hs' AND value >= $1 AND value < $2) \
+                       UNION ALL \
+                       SELECT (SELECT min(k.value) FROM rm_timeline_keys k WHERE k.kind = 'hs' AND k.value > codes.value AND k.value < $2) \
+                       FROM codes WHERE codes.value IS NOT NULL) \
+                     SELECT value FROM codes WHERE value IS NOT NULL LIMIT $3",
+                )
+                .bind(prefix)
+                .bind(&successor)
+                .bind($crate::readmodel::MAX_PREFIX_CODES as i64 + 1)
+                .fetch_all(&self.$read)
+                .await?;
+                if codes.len() > $crate::readmodel::MAX_PREFIX_CODES {
+                    return Ok(None);
+                }
+                Ok(Some(codes.into_iter().map(|(code,)| code).collect()))
+            }
+
+            /// The first `limit` positions above `after` of events keyed by
+            /// any of `codes`, ascending: each code's first `limit` from the
+            /// index, merged.
+            async fn hs_positions(&self, codes: &[String], after: i64, limit: usize) -> Result<Vec<i64>, $crate::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT position FROM (");
+                for (index, code) in codes.iter().enumerate() {
+                    if index > 0 {
+                        query.push(" UNION ALL ");
+                    }
+                    query.push("SELECT position FROM (SELECT position FROM rm_timeline_keys WHERE kind = 'hs' AND value = ");
+                    query.push_bind(code.clone());
+                    query.push(" AND position > ");
+                    query.push_bind(after);
+                    query.push(" ORDER BY position LIMIT ");
+                    query.push_bind(limit as i64);
+                    query.push(") AS c");
+                    query.push(index.to_string());
+                }
+                query.push(") AS candidates GROUP BY position ORDER BY position LIMIT ");
+                query.push_bind(limit as i64);
+                let rows: Vec<(i64,)> = query.build_query_as().fetch_all(&self.$read).await?;
+                Ok(rows.into_iter().map(|(position,)| position).collect())
+            }
+
+            /// Events matching `filter` above `after`, ascending, at most
+            /// `limit`; with `candidates`, only those positions, which stand
+            /// for the HS prefix of the filter.
+            async fn timeline_page(
+                &self,
+                filter: &$crate::readmodel::TimelineFilter,
+                after: i64,
+                limit: usize,
+                candidates: Option<&[i64]>,
+            ) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM events e JOIN rm_timeline t ON t.position = e.position WHERE e.position > ",
+                    $crate::readmodel::EVENT_COLUMNS_E
+                ));
+                query.push_bind(after);
+                if let Some(candidates) = candidates {
+                    query.push(" AND e.position IN (");
+                    let mut separated = query.separated(", ");
+                    for position in candidates {
+                        separated.push_bind(*position);
+                    }
+                    query.push(")");
+                }
+                if !filter.manuals.is_empty() {
+                    query.push(" AND t.manual IN (");
+                    let mut separated = query.separated(", ");
+                    for manual in &filter.manuals {
+                        separated.push_bind(manual.clone());
+                    }
+                    query.push(")");
+                }
+                if let Some(enterprise) = &filter.enterprise {
+                    query.push(" AND t.manual IN (SELECT manual FROM rm_manuals WHERE enterprise = ");
+                    query.push_bind(enterprise.clone());
+                    query.push(" OR processing_enterprise = ");
+                    query.push_bind(enterprise.clone());
+                    query.push(")");
+                }
+                if let (Some(prefix), None) = (&filter.hs_prefix, candidates) {
+                    // A range over the (kind, value, position) index: every
+                    // code that starts with the prefix sorts between it and
+                    // the prefix's successor.
+                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'hs' AND k.value >= ");
+                    query.push_bind(prefix.clone());
+                    if let Some(successor) = $crate::readmodel::prefix_successor(prefix) {
+                        query.push(" AND k.value < ");
+                        query.push_bind(successor);
+                    }
+                    query.push(")");
+                }
+                if let Some(declaration) = &filter.declaration {
+                    query.push(" AND t.declaration = ");
+                    query.push_bind(declaration.clone());
+                }
+                if let Some(counterparty) = &filter.counterparty {
+                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'counterparty' AND k.value = ");
+                    query.push_bind(counterparty.clone());
+                    query.push(")");
+                }
+                if let Some(from) = filter.from {
+                    query.push(" AND t.business_date >= ");
+                    query.push_bind($crate::chain::format_business_date(&from));
+                }
+                if let Some(to) = filter.to {
+                    query.push(" AND t.business_date <= ");
+                    query.push_bind($crate::chain::format_business_date(&to));
+                }
+                query.push(" ORDER BY e.position LIMIT ");
+                query.push_bind(limit as i64);
+                let rows = query.build().fetch_all(&self.$read).await?;
+                let rows = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
+                $crate::event::into_stored_events(rows)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::readmodel::ReadModels for $store {
             async fn checkpoint(&self, projection: &str) -> Result<i64, $crate::StoreError> {
@@ -460,60 +590,34 @@ macro_rules! impl_read_models {
                 after: i64,
                 limit: usize,
             ) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
-                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM events e JOIN rm_timeline t ON t.position = e.position WHERE e.position > ",
-                    $crate::readmodel::EVENT_COLUMNS_E
-                ));
-                query.push_bind(after);
-                if !filter.manuals.is_empty() {
-                    query.push(" AND t.manual IN (");
-                    let mut separated = query.separated(", ");
-                    for manual in &filter.manuals {
-                        separated.push_bind(manual.clone());
+                let limit = limit.min($crate::MAX_PAGE_EVENTS);
+                // An HS prefix names few codes: their positions are read code
+                // by code in position order from the keys' index, a page of
+                // candidates at a time, and the other filters applied to
+                // those. A prefix naming many codes matches densely: walking
+                // the timeline in position order finds a page soon.
+                let codes = match &filter.hs_prefix {
+                    Some(prefix) => self.hs_codes(prefix).await?,
+                    None => None,
+                };
+                let Some(codes) = codes else {
+                    return self.timeline_page(filter, after, limit, None).await;
+                };
+                let mut events = Vec::new();
+                let mut cursor = after;
+                while events.len() < limit && !codes.is_empty() {
+                    let candidates = self.hs_positions(&codes, cursor, limit).await?;
+                    let Some(&last) = candidates.last() else { break };
+                    let page = self
+                        .timeline_page(filter, cursor, limit - events.len(), Some(&candidates))
+                        .await?;
+                    events.extend(page);
+                    if candidates.len() < limit {
+                        break;
                     }
-                    query.push(")");
+                    cursor = last;
                 }
-                if let Some(enterprise) = &filter.enterprise {
-                    query.push(" AND t.manual IN (SELECT manual FROM rm_manuals WHERE enterprise = ");
-                    query.push_bind(enterprise.clone());
-                    query.push(" OR processing_enterprise = ");
-                    query.push_bind(enterprise.clone());
-                    query.push(")");
-                }
-                if let Some(prefix) = &filter.hs_prefix {
-                    // A range over the (kind, value, position) index: every
-                    // code that starts with the prefix sorts between it and
-                    // the prefix's successor.
-                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'hs' AND k.value >= ");
-                    query.push_bind(prefix.clone());
-                    if let Some(successor) = $crate::readmodel::prefix_successor(prefix) {
-                        query.push(" AND k.value < ");
-                        query.push_bind(successor);
-                    }
-                    query.push(")");
-                }
-                if let Some(declaration) = &filter.declaration {
-                    query.push(" AND t.declaration = ");
-                    query.push_bind(declaration.clone());
-                }
-                if let Some(counterparty) = &filter.counterparty {
-                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'counterparty' AND k.value = ");
-                    query.push_bind(counterparty.clone());
-                    query.push(")");
-                }
-                if let Some(from) = filter.from {
-                    query.push(" AND t.business_date >= ");
-                    query.push_bind($crate::chain::format_business_date(&from));
-                }
-                if let Some(to) = filter.to {
-                    query.push(" AND t.business_date <= ");
-                    query.push_bind($crate::chain::format_business_date(&to));
-                }
-                query.push(" ORDER BY e.position LIMIT ");
-                query.push_bind(limit.min($crate::MAX_PAGE_EVENTS) as i64);
-                let rows = query.build().fetch_all(&self.$read).await?;
-                let rows = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
-                $crate::event::into_stored_events(rows)
+                Ok(events)
             }
 
             async fn latest_snapshot(
