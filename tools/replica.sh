@@ -41,6 +41,8 @@ start() {
     [ ! -e "$dir/PG_VERSION" ] || { log "ERROR: $dir already holds a server"; return 1; }
     mkdir -p "$dir"
     [ "$(id -u)" != 0 ] || chown postgres: "$dir"
+    as_server_user test -w "$dir" ||
+        { log "ERROR: the postgres user cannot write $dir (is a directory above it closed to it?)"; return 1; }
     chmod 700 "$dir"
     # -R writes standby.signal and primary_conninfo: the copy starts as a streaming replica.
     as_server_user "$(pg_bin pg_basebackup)" -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" \

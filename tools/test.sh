@@ -125,6 +125,8 @@ start_replica() {
         port_free "$port" && break
     done
     replica_dir="$(mktemp -d /tmp/bondledger-replica.XXXXXX)"
+    # The server runs as the postgres user, which must reach its data directory.
+    chmod 755 "$replica_dir"
     log "starting a streaming replica in $replica_dir on port $port"
     bash tools/replica.sh start "$replica_dir/data" "$port" || return 1
     export BONDLEDGER_TEST_REPLICA_URL="postgres://$PG_USER@$PG_HOST:$port/$database"
