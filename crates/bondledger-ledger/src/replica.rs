@@ -136,15 +136,6 @@ impl Ledger {
                     return Ok((self.clone(), ReadSource::Failover(reason)));
                 }
             };
-            let needed = bondledger_store::schema_version(Backend::Postgres);
-            if mark.schema_version < needed {
-                let reason = format!(
-                    "the read replica's schema is at migration {}, behind this build's {needed}",
-                    mark.schema_version
-                );
-                tracing::info!(%reason, "reading the primary");
-                return Ok((self.clone(), ReadSource::Failover(reason)));
-            }
             match (after, mark.wal) {
                 (Some(after), Some(replayed)) if replayed < after => {
                     if started.elapsed() >= replica.wait {
@@ -160,6 +151,18 @@ impl Ledger {
                 _ => break mark,
             }
         };
+        // Past the wait, a replica still without this build's schema (it
+        // has not replayed the migration, or the ledger's creation) is read
+        // around.
+        let needed = bondledger_store::schema_version(Backend::Postgres);
+        if mark.schema_version < needed {
+            let reason = format!(
+                "the read replica's schema is at migration {}, behind this build's {needed}",
+                mark.schema_version
+            );
+            tracing::info!(%reason, "reading the primary");
+            return Ok((self.clone(), ReadSource::Failover(reason)));
+        }
         let primary = self.store.log_mark().await?;
         let reader = Ledger {
             reads: replica.store.clone(),

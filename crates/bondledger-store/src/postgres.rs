@@ -31,6 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 
 const MAX_CONNECTIONS: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// SQLSTATE of a table that does not exist (yet, on a replica).
+const UNDEFINED_TABLE: &str = "42P01";
 const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Rows per INSERT … SELECT FROM UNNEST: bounds one statement's size, not the append's.
 const INSERT_ROWS_PER_STATEMENT: usize = 10_000;
@@ -308,19 +310,37 @@ impl EventStore for PostgresStore {
             "SELECT pg_is_in_recovery() AS is_replica, \
                     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
                           ELSE pg_current_wal_lsn() END)::text AS wal, \
-                    pg_last_xact_replay_timestamp() AS replayed_commit_at, \
-                    (SELECT position FROM ledger_head WHERE id = 1) AS position, \
-                    (SELECT max(version) FROM _sqlx_migrations WHERE success) AS schema_version",
+                    pg_last_xact_replay_timestamp() AS replayed_commit_at",
         )
         .fetch_one(&mut *connection)
         .await?;
+        // A replica that has not replayed the ledger's schema yet holds no
+        // event and no migration.
+        let ledger = sqlx::query(
+            "SELECT (SELECT position FROM ledger_head WHERE id = 1) AS position, \
+                    (SELECT max(version) FROM _sqlx_migrations WHERE success) AS schema_version",
+        )
+        .fetch_one(&mut *connection)
+        .await;
+        let (position, schema_version) = match ledger {
+            Ok(ledger) => (
+                ledger.try_get("position")?,
+                ledger.try_get("schema_version")?,
+            ),
+            Err(sqlx::Error::Database(error))
+                if error.code().as_deref() == Some(UNDEFINED_TABLE) =>
+            {
+                (0, 0)
+            }
+            Err(error) => return Err(error.into()),
+        };
         let wal: Option<String> = row.try_get("wal")?;
         Ok(crate::LogMark {
             wal: wal.map(|text| text.parse()).transpose()?,
-            ledger_position: row.try_get("position")?,
+            ledger_position: position,
             is_replica: row.try_get("is_replica")?,
             replayed_commit_at: row.try_get("replayed_commit_at")?,
-            schema_version: row.try_get("schema_version")?,
+            schema_version,
         })
     }
 
