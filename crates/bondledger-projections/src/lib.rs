@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bondledger_domain::{ManualState, RecordedMovement, Replay};
-use bondledger_store::readmodel::{Change, ProjectionBatch};
+use bondledger_store::readmodel::{Change, ManualRows, ProjectionBatch};
 use bondledger_store::{EventStore, StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::NaiveDate;
 
 pub use audit::ProjectionBreak;
-pub use rows::{manual_rows, timeline_row};
+pub use rows::{amendment, manual_rows, timeline_row};
 
 /// The projections, in the order they are brought up to date.
 pub const PROJECTIONS: &[&str] = &["manuals", "timeline", "snapshots"];
@@ -101,6 +101,9 @@ impl ProjectionStatus {
 struct Followed {
     replay: Replay,
     max_date: Option<NaiveDate>,
+    /// The manual's rows as this runner last committed them (`manuals`):
+    /// the next page writes only what changed since.
+    written: Option<ManualRows>,
 }
 
 /// Follows the log for the projections.
@@ -201,11 +204,21 @@ impl Runner {
                     touched.push(stored.stream.clone());
                 }
             }
+            let mut written = Vec::new();
             if name == "manuals" {
                 for stream in &touched {
-                    if let Some(state) = followed.get(stream).and_then(|f| f.replay.state()) {
-                        changes.push(Change::ReplaceManual(Box::new(manual_rows(state))));
-                    }
+                    let Some(manual) = followed.get(stream) else {
+                        continue;
+                    };
+                    let Some(state) = manual.replay.state() else {
+                        continue;
+                    };
+                    let rows = manual_rows(state);
+                    changes.push(match &manual.written {
+                        Some(previous) => Change::AmendManual(Box::new(amendment(previous, &rows))),
+                        None => Change::ReplaceManual(Box::new(rows.clone())),
+                    });
+                    written.push((stream.clone(), rows));
                 }
             }
             let committed = self
@@ -218,7 +231,14 @@ impl Runner {
                 })
                 .await;
             match committed {
-                Ok(()) => checkpoint = last,
+                Ok(()) => {
+                    checkpoint = last;
+                    for (stream, rows) in written {
+                        if let Some(manual) = followed.get_mut(&stream) {
+                            manual.written = Some(rows);
+                        }
+                    }
+                }
                 // Another runner (another process) applied these events
                 // first: its rows stand; go on from where it got to, with
                 // states read afresh.
@@ -281,7 +301,11 @@ impl Runner {
                 break;
             }
         }
-        Ok(Followed { replay, max_date })
+        Ok(Followed {
+            replay,
+            max_date,
+            written: None,
+        })
     }
 }
 

@@ -1,10 +1,13 @@
 //! From replayed state to read-model rows.
 
+use std::collections::{HashMap, HashSet};
+
 use bondledger_domain::movement::{Book, ItemNo, Movement};
 use bondledger_domain::verify::report_deadline;
 use bondledger_domain::{format6, verify, ManualState, RecordedMovement, VerifyOptions};
 use bondledger_store::readmodel::{
-    BalanceRow, CarryoverRow, Change, DeadlineRow, ManualRow, ManualRows, SnapshotRow, TimelineRow,
+    BalanceRow, CarryoverRow, Change, DeadlineRow, ManualAmendment, ManualRow, ManualRows,
+    SnapshotRow, TimelineRow,
 };
 use bondledger_store::StoredEvent;
 use chrono::NaiveDate;
@@ -235,4 +238,151 @@ pub(crate) fn snapshot(
         recorded_at: stored.recorded_at,
         state,
     }))
+}
+
+/// What changed from `previous` (the rows last written for a manual) to
+/// `now`: the summary and balances whole, carry-overs and deadlines by key.
+pub fn amendment(previous: &ManualRows, now: &ManualRows) -> ManualAmendment {
+    let before: HashMap<&str, &CarryoverRow> = previous
+        .carryovers
+        .iter()
+        .map(|row| (row.event.as_str(), row))
+        .collect();
+    let kept: HashSet<&str> = now
+        .carryovers
+        .iter()
+        .map(|row| row.event.as_str())
+        .collect();
+    let due_before: HashMap<(&str, &str), &DeadlineRow> = previous
+        .deadlines
+        .iter()
+        .map(|row| ((row.kind.as_str(), row.event.as_str()), row))
+        .collect();
+    let due_kept: HashSet<(&str, &str)> = now
+        .deadlines
+        .iter()
+        .map(|row| (row.kind.as_str(), row.event.as_str()))
+        .collect();
+    ManualAmendment {
+        manual: now.manual.clone(),
+        balances: now.balances.clone(),
+        removed_carryovers: previous
+            .carryovers
+            .iter()
+            .filter(|row| !kept.contains(row.event.as_str()))
+            .map(|row| row.event.clone())
+            .collect(),
+        carryovers: now
+            .carryovers
+            .iter()
+            .filter(|row| before.get(row.event.as_str()) != Some(row))
+            .cloned()
+            .collect(),
+        removed_deadlines: previous
+            .deadlines
+            .iter()
+            .filter(|row| !due_kept.contains(&(row.kind.as_str(), row.event.as_str())))
+            .map(|row| (row.kind.clone(), row.event.clone()))
+            .collect(),
+        deadlines: now
+            .deadlines
+            .iter()
+            .filter(|row| due_before.get(&(row.kind.as_str(), row.event.as_str())) != Some(row))
+            .cloned()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod amendment_tests {
+    use super::*;
+
+    fn carryover(event: &str, qty: &str) -> CarryoverRow {
+        CarryoverRow {
+            manual: "C1".into(),
+            event: event.into(),
+            direction: "out".into(),
+            counterparty_manual: "C2".into(),
+            batch: None,
+            item: 1,
+            qty: qty.into(),
+            business_date: "2026-03-01".into(),
+            moved_on: "2026-03-01".into(),
+        }
+    }
+
+    fn deadline(kind: &str, event: &str, due: &str) -> DeadlineRow {
+        DeadlineRow {
+            manual: "C1".into(),
+            kind: kind.into(),
+            event: event.into(),
+            due: due.into(),
+            detail: String::new(),
+        }
+    }
+
+    fn rows(carryovers: Vec<CarryoverRow>, deadlines: Vec<DeadlineRow>) -> ManualRows {
+        ManualRows {
+            manual: ManualRow {
+                manual: "C1".into(),
+                trade_mode: "purchased".into(),
+                book: "manual".into(),
+                zone: false,
+                enterprise: "E".into(),
+                processing_enterprise: "E".into(),
+                valid_until: "2026-12-31".into(),
+                version: 1,
+                status: "open".into(),
+                closed: false,
+                findings: 0,
+            },
+            balances: Vec::new(),
+            carryovers,
+            deadlines,
+        }
+    }
+
+    #[test]
+    fn only_what_changed_is_written_and_what_went_is_named() {
+        let previous = rows(
+            vec![
+                carryover("a", "1"),
+                carryover("b", "2"),
+                carryover("c", "3"),
+            ],
+            vec![
+                deadline("report", "", "2027-01-31"),
+                deadline("carryover_receipt", "a", "2026-06-01"),
+            ],
+        );
+        let now = rows(
+            vec![
+                carryover("a", "1"),
+                carryover("b", "5"),
+                carryover("d", "4"),
+            ],
+            vec![
+                deadline("report", "", "2027-02-28"),
+                deadline("expiry", "", "2026-12-31"),
+            ],
+        );
+        let change = amendment(&previous, &now);
+        assert_eq!(change.removed_carryovers, vec!["c".to_owned()]);
+        assert_eq!(
+            change.carryovers,
+            vec![carryover("b", "5"), carryover("d", "4")]
+        );
+        assert_eq!(
+            change.removed_deadlines,
+            vec![("carryover_receipt".to_owned(), "a".to_owned())]
+        );
+        assert_eq!(
+            change.deadlines,
+            vec![
+                deadline("report", "", "2027-02-28"),
+                deadline("expiry", "", "2026-12-31")
+            ]
+        );
+        assert_eq!(change.manual, now.manual);
+    }
 }

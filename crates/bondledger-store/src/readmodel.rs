@@ -102,10 +102,29 @@ pub struct ManualRows {
     pub deadlines: Vec<DeadlineRow>,
 }
 
+/// What changed in one manual's rows since they were last written: the
+/// summary and the balances whole (one row a manual, one a material), the
+/// carry-overs and deadlines by key, so that a manual with many of them is
+/// not rewritten whole for each new event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualAmendment {
+    pub manual: ManualRow,
+    pub balances: Vec<BalanceRow>,
+    /// The events of carry-over rows that are gone.
+    pub removed_carryovers: Vec<String>,
+    /// Carry-over rows new or changed: each replaces the row of its event.
+    pub carryovers: Vec<CarryoverRow>,
+    /// The (kind, event) of deadline rows that are gone.
+    pub removed_deadlines: Vec<(String, String)>,
+    /// Deadline rows new or changed: each replaces the row of its key.
+    pub deadlines: Vec<DeadlineRow>,
+}
+
 /// One change to the read models.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     ReplaceManual(Box<ManualRows>),
+    AmendManual(Box<ManualAmendment>),
     Timeline(TimelineRow),
     Snapshot(SnapshotRow),
 }
@@ -213,6 +232,48 @@ pub trait ReadModels: Send + Sync {
 macro_rules! impl_read_models {
     ($store:ty, $db:ty, $write:ident, $read:ident, $begin:expr, $lock:expr) => {
         impl $store {
+            /// Inserts a manual's summary and these of its rows.
+            async fn insert_manual_rows(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                m: &$crate::readmodel::ManualRow,
+                balances: &[$crate::readmodel::BalanceRow],
+                carryovers: &[$crate::readmodel::CarryoverRow],
+                deadlines: &[$crate::readmodel::DeadlineRow],
+            ) -> Result<(), $crate::StoreError> {
+                sqlx::query(
+                    "INSERT INTO rm_manuals (manual, trade_mode, book, zone, enterprise, processing_enterprise, \
+                     valid_until, version, status, closed, findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&m.manual).bind(&m.trade_mode).bind(&m.book).bind(i64::from(m.zone))
+                .bind(&m.enterprise).bind(&m.processing_enterprise).bind(&m.valid_until)
+                .bind(m.version).bind(&m.status).bind(i64::from(m.closed)).bind(m.findings)
+                .execute(&mut **tx).await?;
+                for b in balances {
+                    sqlx::query(
+                        "INSERT INTO rm_balances (manual, item, hs, name, unit, balance, at_contractors) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&b.manual).bind(b.item).bind(&b.hs).bind(&b.name).bind(&b.unit)
+                    .bind(&b.balance).bind(&b.at_contractors)
+                    .execute(&mut **tx).await?;
+                }
+                for c in carryovers {
+                    sqlx::query(
+                        "INSERT INTO rm_carryovers (manual, event, direction, counterparty_manual, batch, item, qty, \
+                         business_date, moved_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&c.manual).bind(&c.event).bind(&c.direction).bind(&c.counterparty_manual)
+                    .bind(&c.batch).bind(c.item).bind(&c.qty).bind(&c.business_date).bind(&c.moved_on)
+                    .execute(&mut **tx).await?;
+                }
+                for d in deadlines {
+                    sqlx::query("INSERT INTO rm_deadlines (manual, kind, event, due, detail) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&d.manual).bind(&d.kind).bind(&d.event).bind(&d.due).bind(&d.detail)
+                        .execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             /// The distinct HS codes of the timeline's keys that start with
             /// `prefix`, read by skipping from one code to the next in the
             /// keys' index; None when they are more than
@@ -375,38 +436,25 @@ macro_rules! impl_read_models {
                             for table in ["rm_balances", "rm_carryovers", "rm_deadlines", "rm_manuals"] {
                                 sqlx::query(&format!("DELETE FROM {table} WHERE manual = $1")).bind(manual).execute(&mut *tx).await?;
                             }
-                            let m = &rows.manual;
-                            sqlx::query(
-                                "INSERT INTO rm_manuals (manual, trade_mode, book, zone, enterprise, processing_enterprise, \
-                                 valid_until, version, status, closed, findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                            )
-                            .bind(&m.manual).bind(&m.trade_mode).bind(&m.book).bind(i64::from(m.zone))
-                            .bind(&m.enterprise).bind(&m.processing_enterprise).bind(&m.valid_until)
-                            .bind(m.version).bind(&m.status).bind(i64::from(m.closed)).bind(m.findings)
-                            .execute(&mut *tx).await?;
-                            for b in &rows.balances {
-                                sqlx::query(
-                                    "INSERT INTO rm_balances (manual, item, hs, name, unit, balance, at_contractors) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                                )
-                                .bind(&b.manual).bind(b.item).bind(&b.hs).bind(&b.name).bind(&b.unit)
-                                .bind(&b.balance).bind(&b.at_contractors)
-                                .execute(&mut *tx).await?;
+                            Self::insert_manual_rows(&mut tx, &rows.manual, &rows.balances, &rows.carryovers, &rows.deadlines).await?;
+                        }
+                        Change::AmendManual(amendment) => {
+                            let manual = &amendment.manual.manual;
+                            for table in ["rm_balances", "rm_manuals"] {
+                                sqlx::query(&format!("DELETE FROM {table} WHERE manual = $1")).bind(manual).execute(&mut *tx).await?;
                             }
-                            for c in &rows.carryovers {
-                                sqlx::query(
-                                    "INSERT INTO rm_carryovers (manual, event, direction, counterparty_manual, batch, item, qty, \
-                                     business_date, moved_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                                )
-                                .bind(&c.manual).bind(&c.event).bind(&c.direction).bind(&c.counterparty_manual)
-                                .bind(&c.batch).bind(c.item).bind(&c.qty).bind(&c.business_date).bind(&c.moved_on)
-                                .execute(&mut *tx).await?;
+                            let carryovers = amendment.removed_carryovers.iter().chain(amendment.carryovers.iter().map(|c| &c.event));
+                            for event in carryovers {
+                                sqlx::query("DELETE FROM rm_carryovers WHERE manual = $1 AND event = $2")
+                                    .bind(manual).bind(event).execute(&mut *tx).await?;
                             }
-                            for d in &rows.deadlines {
-                                sqlx::query("INSERT INTO rm_deadlines (manual, kind, event, due, detail) VALUES ($1, $2, $3, $4, $5)")
-                                    .bind(&d.manual).bind(&d.kind).bind(&d.event).bind(&d.due).bind(&d.detail)
-                                    .execute(&mut *tx).await?;
+                            let deadlines = amendment.removed_deadlines.iter().cloned()
+                                .chain(amendment.deadlines.iter().map(|d| (d.kind.clone(), d.event.clone())));
+                            for (kind, event) in deadlines {
+                                sqlx::query("DELETE FROM rm_deadlines WHERE manual = $1 AND kind = $2 AND event = $3")
+                                    .bind(manual).bind(kind).bind(event).execute(&mut *tx).await?;
                             }
+                            Self::insert_manual_rows(&mut tx, &amendment.manual, &amendment.balances, &amendment.carryovers, &amendment.deadlines).await?;
                         }
                         Change::Timeline(t) => timeline.push(t),
                         Change::Snapshot(s) => {
