@@ -22,7 +22,7 @@ use bondledger_store::{
 use tokio::sync::oneshot;
 
 use crate::import::{
-    decide_movement, new_event, pending_reversal_target, reversal_target, same_movement, Book,
+    decide_movement, id_seen, new_event, pending_reversal_target, reversal_target, Book, IdSeen,
     CHUNK_MOVEMENTS,
 };
 use crate::source::Located;
@@ -347,37 +347,19 @@ fn decide_batch(
     let mut taken: HashMap<String, Envelope> = HashMap::new();
     for Located { line, envelope } in request.movements.iter().cloned() {
         if let Some(id) = &envelope.id {
-            let same = match (held.get(id), taken.get(id)) {
-                (Some(stored), _) => Some((
-                    same_movement(stored, &envelope),
-                    stored.stream.clone(),
-                    stored.version,
-                    stored.position,
-                )),
-                (None, Some(earlier)) => {
-                    Some((earlier == &envelope, envelope.manual.to_string(), 0, 0))
-                }
-                (None, None) => None,
-            };
-            match same {
-                Some((true, manual, version, position)) => {
-                    outcome.held(AppendedMovement {
-                        line,
-                        id: Some(id.clone()),
-                        manual,
-                        version,
-                        position,
-                    });
+            match id_seen(line, id, &envelope, held, &taken) {
+                IdSeen::Again(movement) => {
+                    outcome.held(movement);
                     continue;
                 }
-                Some((false, ..)) => {
+                IdSeen::Conflict => {
                     return Err(LedgerError::IdConflict {
                         source_name: request.source_name.clone(),
                         line,
                         id: id.clone(),
                     });
                 }
-                None => {}
+                IdSeen::New => {}
             }
             taken.insert(id.clone(), envelope.clone());
         }

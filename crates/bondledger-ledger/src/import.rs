@@ -299,6 +299,48 @@ struct Batch<'a> {
     pending: Vec<(usize, ManualNo, NewEvent)>,
 }
 
+/// What a movement's id names already.
+pub(crate) enum IdSeen {
+    /// Nothing: the movement is new.
+    New,
+    /// This very movement, held by the store or taken earlier in the batch
+    /// (a harmless re-import); version and position 0 for one not yet written.
+    Again(AppendedMovement),
+    /// Another movement: the id is held with other content.
+    Conflict,
+}
+
+/// What `id` (the id of `envelope`, on `line`) names among the events the
+/// store `held` and the movements `taken` earlier in this batch.
+pub(crate) fn id_seen(
+    line: usize,
+    id: &str,
+    envelope: &Envelope,
+    held: &HashMap<String, StoredEvent>,
+    taken: &HashMap<String, Envelope>,
+) -> IdSeen {
+    let (same, manual, version, position) = match (held.get(id), taken.get(id)) {
+        (Some(stored), _) => (
+            same_movement(stored, envelope),
+            stored.stream.clone(),
+            stored.version,
+            stored.position,
+        ),
+        (None, Some(earlier)) => (earlier == envelope, envelope.manual.to_string(), 0, 0),
+        (None, None) => return IdSeen::New,
+    };
+    if !same {
+        return IdSeen::Conflict;
+    }
+    IdSeen::Again(AppendedMovement {
+        line,
+        id: Some(id.to_owned()),
+        manual,
+        version,
+        position,
+    })
+}
+
 /// Whether a held event is this very movement (a harmless re-import).
 pub(crate) fn same_movement(stored: &StoredEvent, envelope: &Envelope) -> bool {
     stored.stream == envelope.manual.as_str()
@@ -323,37 +365,19 @@ impl Batch<'_> {
         let mut taken: HashMap<String, Envelope> = HashMap::new();
         for Located { line, envelope } in chunk {
             if let Some(id) = &envelope.id {
-                let same = match (held.get(id), taken.get(id)) {
-                    (Some(stored), _) => Some((
-                        same_movement(stored, &envelope),
-                        stored.stream.clone(),
-                        stored.version,
-                        stored.position,
-                    )),
-                    (None, Some(earlier)) => {
-                        Some((earlier == &envelope, envelope.manual.to_string(), 0, 0))
-                    }
-                    (None, None) => None,
-                };
-                match same {
-                    Some((true, manual, version, position)) => {
-                        self.outcome.held(AppendedMovement {
-                            line,
-                            id: Some(id.clone()),
-                            manual,
-                            version,
-                            position,
-                        });
+                match id_seen(line, id, &envelope, &held, &taken) {
+                    IdSeen::Again(movement) => {
+                        self.outcome.held(movement);
                         continue;
                     }
-                    Some((false, ..)) => {
+                    IdSeen::Conflict => {
                         return Err(LedgerError::IdConflict {
                             source_name: self.source_name.clone(),
                             line,
                             id: id.clone(),
                         });
                     }
-                    None => {}
+                    IdSeen::New => {}
                 }
                 taken.insert(id.clone(), envelope.clone());
             }
