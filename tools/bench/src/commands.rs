@@ -330,15 +330,9 @@ pub async fn timeline(
     ledger.catch_up(&mut |_, _, _| {}).await?;
     let head = ledger.store().head_position().await? as usize;
     let codes = bondledger_gen::hs_codes();
-    let mut prefixes: Vec<&str> = codes.iter().map(|code| &code[..4]).collect();
-    prefixes.dedup();
     let mut random = Mixer(head as u64);
     let mut pages = Vec::with_capacity(queries);
-    for _ in 0..queries {
-        let filter = TimelineFilter {
-            hs_prefix: Some(prefixes[random.below(prefixes.len())].to_owned()),
-            ..TimelineFilter::default()
-        };
+    for filter in hs4_filters(&mut random, queries) {
         let started = Instant::now();
         ledger
             .timeline_page(&filter, 0, TIMELINE_PAGE_EVENTS)
@@ -380,6 +374,20 @@ pub(crate) async fn fill_to(ledger: &Ledger, scale: usize) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+/// `count` timeline filters, each by a random 4-digit prefix of the
+/// generator's HS codes.
+pub(crate) fn hs4_filters(random: &mut Mixer, count: usize) -> Vec<TimelineFilter> {
+    let codes = bondledger_gen::hs_codes();
+    let mut prefixes: Vec<&str> = codes.iter().map(|code| &code[..4]).collect();
+    prefixes.dedup();
+    (0..count)
+        .map(|_| TimelineFilter {
+            hs_prefix: Some(prefixes[random.below(prefixes.len())].to_owned()),
+            ..TimelineFilter::default()
+        })
+        .collect()
 }
 
 /// A SplitMix64 stream for picking positions and prefixes.

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bondledger_ledger::Ledger;
-use bondledger_store::readmodel::TimelineFilter;
 
-use crate::commands::{append_one, fill_to, Mixer, TIMELINE_PAGE_EVENTS};
+use crate::commands::{append_one, fill_to, hs4_filters, Mixer, TIMELINE_PAGE_EVENTS};
 use crate::data;
 use crate::figures::{self, latency_figures, per_second, Figure};
 
@@ -118,16 +117,9 @@ async fn timeline_pages(
     queries: usize,
     head: usize,
 ) -> anyhow::Result<Vec<Figure>> {
-    let codes = bondledger_gen::hs_codes();
-    let mut prefixes: Vec<&str> = codes.iter().map(|code| &code[..4]).collect();
-    prefixes.dedup();
     let mut random = Mixer(head as u64);
     let mut samples = Vec::with_capacity(queries);
-    for _ in 0..queries {
-        let filter = TimelineFilter {
-            hs_prefix: Some(prefixes[random.below(prefixes.len())].to_owned()),
-            ..TimelineFilter::default()
-        };
+    for filter in hs4_filters(&mut random, queries) {
         let started = Instant::now();
         ledger
             .store()
