@@ -159,7 +159,7 @@ pub async fn balance(
         query.as_of_date.as_deref(),
     )
     .await?;
-    let state_then = caller.ledger().replay(&manual, as_of, |_, _, _| {}).await?;
+    let state_then = caller.ledger().replay(&manual, as_of).await?;
     let state_then = state_then.ok_or_else(|| ApiError::no_such_manual(&manual))?;
     Ok(Json(balance_json(&state_then)))
 }

@@ -130,10 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Balance { manual, as_of } => {
             let ledger = open_for_query(false).await?;
-            let Some(state) = ledger
-                .replay(&manual, as_of.resolve()?, |_, _, _| {})
-                .await?
-            else {
+            let Some(state) = ledger.replay(&manual, as_of.resolve()?).await? else {
                 return Ok(no_such_manual(&manual));
             };
             output::print_balance(&state, cli.format);

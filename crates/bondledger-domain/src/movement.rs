@@ -708,6 +708,24 @@ macro_rules! movements {
                 }
             }
 
+            /// Reads the fields of a stored movement from their JSON text,
+            /// straight into its type when the text is too short to hold
+            /// anything past [`MAX_TEXT_CHARS`] or [`MAX_LIST_ENTRIES`] and
+            /// reads as it should; else as [`Movement::from_stored_fields`].
+            pub fn from_stored_text(kind: MovementKind, text: &str) -> Result<Self, Malformed> {
+                if within_limits_by_length(text) {
+                    let decoded = match kind {
+                        $( MovementKind::$variant => serde_json::from_str::<$body>(text).map(Movement::$variant).ok() ),*
+                    };
+                    if let Some(movement) = decoded {
+                        return Ok(movement);
+                    }
+                }
+                let value: Value = serde_json::from_str(text)
+                    .map_err(|error| Malformed::whole(format!("the movement is not JSON: {error}")))?;
+                Movement::from_stored_fields(kind, &value)
+            }
+
             /// Reads a movement's own fields (no `type`, `manual`, `date`, `id`).
             pub fn from_fields(kind: MovementKind, fields: Map<String, Value>) -> Result<Self, Malformed> {
                 check_limits(&fields)?;
@@ -872,6 +890,45 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Malformed> 
     })
 }
 
+/// Whether the JSON text of a movement is an object that cannot break a
+/// bound of [`check_limits`]: no string spans more than [`MAX_TEXT_CHARS`]
+/// bytes of text (a character takes at least one), and there are fewer than
+/// [`MAX_LIST_ENTRIES`] commas outside strings (a list of more entries needs
+/// that many). Conservative: `false` sends the text the long way.
+fn within_limits_by_length(text: &str) -> bool {
+    if !text.starts_with('{') {
+        return false;
+    }
+    let mut commas = 0_usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut string_bytes = 0_usize;
+    for &byte in text.as_bytes() {
+        if !in_string {
+            match byte {
+                b'"' => {
+                    in_string = true;
+                    string_bytes = 0;
+                }
+                b',' => commas += 1,
+                _ => {}
+            }
+        } else if escaped {
+            escaped = false;
+            string_bytes += 1;
+        } else if byte == b'"' {
+            in_string = false;
+            if string_bytes > MAX_TEXT_CHARS {
+                return false;
+            }
+        } else {
+            escaped = byte == b'\\';
+            string_bytes += 1;
+        }
+    }
+    commas < MAX_LIST_ENTRIES
+}
+
 /// Bounds on what one movement may carry, checked before it is decoded.
 fn check_limits(fields: &Map<String, Value>) -> Result<(), Malformed> {
     /// The path of the first value past a bound, from the innermost step out;
@@ -989,6 +1046,48 @@ fn check_semantics(movement: &Movement) -> Result<(), Malformed> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_stored_movement_reads_alike_from_text_and_from_a_json_tree() {
+        let long = "长".repeat(MAX_TEXT_CHARS);
+        let longer = "长".repeat(MAX_TEXT_CHARS + 1);
+        let many: Vec<Value> = (0..=MAX_LIST_ENTRIES)
+            .map(|_| json!({"item":1,"qty":"1"}))
+            .collect();
+        let cases = [
+            json!({"material":1,"qty":"24000","declaration":"220120261000010001","mode":"0615"}),
+            // Within the bound, though longer than it in bytes: the long way.
+            json!({"material":1,"qty":"1","declaration":"220120261000010001","mode":"0615","unit":long}),
+            json!({"material":1,"qty":"1","declaration":"220120261000010001","mode":"0615","unit":longer}),
+            json!({"material":1,"qty":"1","declaration":"220120261000010001","mode":"0615","unit":"a\"b,\\"}),
+            json!({"material":1,"qty":24000,"declaration":"220120261000010001","mode":"0615"}),
+            json!({"material":1,"qty":"1","declaration":"220120261000010001","mode":"0615","qyt":"1"}),
+            json!([1, "24000", "220120261000010001", "0615"]),
+            json!(null),
+        ];
+        for fields in &cases {
+            let text = fields.to_string();
+            let from_text = Movement::from_stored_text(MovementKind::MaterialImported, &text)
+                .map_err(|e| e.to_string());
+            let from_tree = Movement::from_stored_fields(MovementKind::MaterialImported, fields)
+                .map_err(|e| e.to_string());
+            assert_eq!(from_text, from_tree, "{text}");
+        }
+        assert!(
+            Movement::from_stored_text(MovementKind::MaterialImported, &cases[1].to_string())
+                .is_ok()
+        );
+        let refused =
+            Movement::from_stored_text(MovementKind::MaterialImported, &cases[2].to_string())
+                .expect_err("past the bound");
+        assert_eq!(refused.field.as_deref(), Some("unit"));
+        let listed = json!({"contractor":"3202990031","materials":many}).to_string();
+        let refused = Movement::from_stored_text(MovementKind::OutwardShipped, &listed)
+            .expect_err("too many entries");
+        assert_eq!(refused.field.as_deref(), Some("materials"));
+        assert!(!within_limits_by_length(&listed));
+        assert!(within_limits_by_length(&cases[3].to_string()));
+    }
 
     #[test]
     fn reads_a_line_and_writes_it_back() {

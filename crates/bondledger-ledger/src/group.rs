@@ -695,7 +695,7 @@ mod tests {
                 let manual_no = ManualNo::try_from(manual.to_owned()).expect("a manual");
                 let cached = ledger.states.get(&manual_no).expect("a cached state");
                 let replayed = ledger
-                    .replay(manual, AsOf::Latest, |_, _, _| {})
+                    .replay(manual, AsOf::Latest)
                     .await
                     .expect("a replay")
                     .expect("a manual");
@@ -743,7 +743,7 @@ mod tests {
             assert_eq!(outcome.appended[0].version, 4);
             let cached = here.states.get(&manual).expect("cached again");
             let replayed = here
-                .replay(FIRST, AsOf::Latest, |_, _, _| {})
+                .replay(FIRST, AsOf::Latest)
                 .await
                 .expect("a replay")
                 .expect("a manual");

@@ -260,8 +260,7 @@ impl Ledger {
             }
             self.states.forget(manual);
         }
-        self.replay(manual.as_str(), AsOf::Latest, |_, _, _| {})
-            .await
+        self.replay(manual.as_str(), AsOf::Latest).await
     }
 
     /// Keeps the states of `books` once their appends have committed.

@@ -4,11 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
+use async_trait::async_trait;
 use bondledger_domain::movement::ItemNo;
 use bondledger_domain::{
     verify, ManualNo, ManualState, RecordedMovement, Replay, Report, VerifyOptions,
 };
-use bondledger_store::{StoredEvent, MAX_PAGE_EVENTS};
+use bondledger_projections::Replayed;
+use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
@@ -24,6 +26,54 @@ pub enum AsOf {
     Recorded(DateTime<Utc>),
     /// The events dated on or before that day, in ledger order.
     Date(NaiveDate),
+}
+
+/// How a replay reads a page of a manual's events: whole (for a history,
+/// which shows them) or as a replay needs them (for a state).
+#[async_trait]
+trait ReadForReplay: Replayed + Sized + Send + Sync {
+    fn recorded_at(&self) -> DateTime<Utc>;
+
+    async fn read_page(
+        store: &dyn EventStore,
+        manual: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<Self>, StoreError>;
+}
+
+#[async_trait]
+impl ReadForReplay for StoredEvent {
+    fn recorded_at(&self) -> DateTime<Utc> {
+        self.recorded_at
+    }
+
+    async fn read_page(
+        store: &dyn EventStore,
+        manual: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<Self>, StoreError> {
+        store.read_stream(manual, from_version, limit).await
+    }
+}
+
+#[async_trait]
+impl ReadForReplay for ReplayEvent {
+    fn recorded_at(&self) -> DateTime<Utc> {
+        self.recorded_at
+    }
+
+    async fn read_page(
+        store: &dyn EventStore,
+        manual: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<Self>, StoreError> {
+        store
+            .read_stream_for_replay(manual, from_version, limit)
+            .await
+    }
 }
 
 /// One event of a manual's history with the balances after it.
@@ -42,24 +92,19 @@ pub(crate) fn decode(stored: &StoredEvent) -> Result<RecordedMovement, LedgerErr
 }
 
 impl Ledger {
-    /// Replays a manual as of `as_of`, calling `each` after every event that
-    /// counted with the state it left. `None`: no such manual (then).
-    #[tracing::instrument(name = "bondledger.ledger.replay", skip(self, each))]
-    ///
-    /// It may start from a snapshot: `each` then sees only the events after
-    /// it. [`Ledger::replay_every_event`] sees them all.
+    /// A manual's state as of `as_of`, or `None` if there is no such
+    /// manual (then). It starts from the latest usable snapshot and reads
+    /// the events after it as a replay needs them (payloads decoded
+    /// straight from their text).
+    #[tracing::instrument(name = "bondledger.ledger.replay", skip(self))]
     pub async fn replay(
         &self,
         manual: &str,
         as_of: AsOf,
-        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
         let start = self.start_from_snapshot(manual, as_of, i64::MAX).await?;
-        self.replay_from(manual, as_of, start, |stored, recorded, state| {
-            each(stored, recorded, state);
-            ControlFlow::Continue(())
-        })
-        .await
+        self.replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
+            .await
     }
 
     /// As [`Ledger::replay`], from the latest usable snapshot at or before
@@ -76,7 +121,8 @@ impl Ledger {
         self.replay_from(manual, as_of, start, each).await
     }
 
-    /// As [`Ledger::replay`], calling `each` on every event from the first.
+    /// As [`Ledger::replay`], calling `each` on every event from the first,
+    /// each read whole.
     pub async fn replay_every_event(
         &self,
         manual: &str,
@@ -94,12 +140,12 @@ impl Ledger {
         .await
     }
 
-    async fn replay_from(
+    async fn replay_from<E: ReadForReplay>(
         &self,
         manual: &str,
         as_of: AsOf,
         (mut replay, mut next_version): (Replay, i64),
-        mut each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) -> ControlFlow<()> + Send,
+        mut each: impl FnMut(&E, &RecordedMovement, &ManualState) -> ControlFlow<()> + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
         loop {
             // As of a version, read no further than it: a page is costly.
@@ -109,25 +155,22 @@ impl Ledger {
                     .map_or(MAX_PAGE_EVENTS, |n| n.min(MAX_PAGE_EVENTS)),
                 _ => MAX_PAGE_EVENTS,
             };
-            let page = self
-                .reads
-                .read_stream(manual, next_version, page_size)
-                .await?;
+            let page = E::read_page(&*self.reads, manual, next_version, page_size).await?;
             let Some(last) = page.last() else { break };
-            next_version = last.version + 1;
-            for stored in &page {
+            next_version = last.version() + 1;
+            for event in &page {
                 let beyond = match as_of {
-                    AsOf::Version(version) => stored.version > version,
-                    AsOf::Recorded(moment) => stored.recorded_at > moment,
+                    AsOf::Version(version) => event.version() > version,
+                    AsOf::Recorded(moment) => event.recorded_at() > moment,
                     AsOf::Latest | AsOf::Date(_) => false,
                 };
                 if beyond {
                     return Ok(replay.into_state());
                 }
-                let recorded = decode(stored)?;
-                if replay.apply(&recorded, &event_reference(stored)) {
+                let recorded = event.decode()?;
+                if replay.apply(&recorded, &event_reference(event)) {
                     if let Some(state) = replay.state() {
-                        if each(stored, &recorded, state).is_break() {
+                        if each(event, &recorded, state).is_break() {
                             return Ok(replay.into_state());
                         }
                     }
@@ -181,7 +224,7 @@ impl Ledger {
         as_of: AsOf,
         options: &VerifyOptions,
     ) -> Result<Option<Report>, LedgerError> {
-        let Some(state) = self.replay(manual, as_of, |_, _, _| {}).await? else {
+        let Some(state) = self.replay(manual, as_of).await? else {
             return Ok(None);
         };
         let others: BTreeSet<ManualNo> = state
@@ -198,10 +241,7 @@ impl Ledger {
         };
         let mut counterparties = BTreeMap::new();
         for other in others {
-            if let Some(other_state) = self
-                .replay(other.as_str(), counterpart_as_of, |_, _, _| {})
-                .await?
-            {
+            if let Some(other_state) = self.replay(other.as_str(), counterpart_as_of).await? {
                 counterparties.insert(other, other_state);
             }
         }

@@ -25,7 +25,7 @@ impl Ledger {
     ) -> Result<Option<Vec<TraceRow>>, LedgerError> {
         // A movement reversed later must not count before its reversal
         // either, so the reversed ids come from a first, whole replay.
-        let Some(replayed) = self.replay(manual, AsOf::Latest, |_, _, _| {}).await? else {
+        let Some(replayed) = self.replay(manual, AsOf::Latest).await? else {
             return Ok(None);
         };
         let mut tracer = Tracer::new(&replayed, Some(ItemNo(product)));

@@ -169,7 +169,7 @@ fn projections_equal_replay(
         let rows = ledger.store().balance_rows(None).await.expect("balances");
         for manual in 0..3 {
             let state = ledger
-                .replay(&manual_no(manual), AsOf::Latest, |_, _, _| {})
+                .replay(&manual_no(manual), AsOf::Latest)
                 .await
                 .expect("replay")
                 .expect("held");

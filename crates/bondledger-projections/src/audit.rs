@@ -36,7 +36,10 @@ impl Runner {
         let mut stored_timeline = Vec::new();
         let every = snapshot_every();
         loop {
-            let page = self.store.read_all(after, MAX_PAGE_EVENTS).await?;
+            let page = self
+                .store
+                .read_all_for_replay(after, MAX_PAGE_EVENTS)
+                .await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 break;
             };

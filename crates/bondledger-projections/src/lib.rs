@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bondledger_domain::{ManualState, RecordedMovement, Replay};
 use bondledger_store::readmodel::{Change, ManualRows, ProjectionBatch};
-use bondledger_store::{EventStore, StoreError, StoredEvent, MAX_PAGE_EVENTS};
+use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::NaiveDate;
 
 pub use audit::ProjectionBreak;
@@ -55,30 +55,88 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
 }
 
-/// How findings and reversals name an event: its caller id, or else its
-/// place in its stream.
-pub fn event_reference(stored: &StoredEvent) -> String {
-    stored
-        .caller_id
-        .clone()
-        .unwrap_or_else(|| format!("{}@{}", stored.stream, stored.version))
+/// What a replay reads of an event, whether it was read whole
+/// ([`StoredEvent`]) or for replay ([`ReplayEvent`]).
+pub trait Replayed {
+    fn stream(&self) -> &str;
+    fn version(&self) -> i64;
+    fn caller_id(&self) -> Option<&str>;
+    /// The movement the event records.
+    fn decode(&self) -> Result<RecordedMovement, ProjectionError>;
 }
 
-/// Reads a stored event back into the movement it records.
-pub fn decode(stored: &StoredEvent) -> Result<RecordedMovement, ProjectionError> {
-    RecordedMovement::from_stored(
-        &stored.event_type,
-        stored.schema_version,
-        &stored.stream,
-        stored.business_date,
-        stored.caller_id.clone(),
-        &stored.payload,
-    )
-    .map_err(|malformed| ProjectionError::Corrupt {
-        stream: stored.stream.clone(),
-        version: stored.version,
+impl Replayed for StoredEvent {
+    fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn caller_id(&self) -> Option<&str> {
+        self.caller_id.as_deref()
+    }
+
+    fn decode(&self) -> Result<RecordedMovement, ProjectionError> {
+        RecordedMovement::from_stored(
+            &self.event_type,
+            self.schema_version,
+            &self.stream,
+            self.business_date,
+            self.caller_id.clone(),
+            &self.payload,
+        )
+        .map_err(|malformed| corrupt(self, &malformed))
+    }
+}
+
+impl Replayed for ReplayEvent {
+    fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn caller_id(&self) -> Option<&str> {
+        self.caller_id.as_deref()
+    }
+
+    fn decode(&self) -> Result<RecordedMovement, ProjectionError> {
+        RecordedMovement::from_stored_text(
+            &self.event_type,
+            self.schema_version,
+            &self.stream,
+            self.business_date,
+            self.caller_id.clone(),
+            &self.payload_json,
+        )
+        .map_err(|malformed| corrupt(self, &malformed))
+    }
+}
+
+fn corrupt(event: &impl Replayed, malformed: &impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Corrupt {
+        stream: event.stream().to_owned(),
+        version: event.version(),
         message: malformed.to_string(),
-    })
+    }
+}
+
+/// How findings and reversals name an event: its caller id, or else its
+/// place in its stream.
+pub fn event_reference(event: &impl Replayed) -> String {
+    match event.caller_id() {
+        Some(id) => id.to_owned(),
+        None => format!("{}@{}", event.stream(), event.version()),
+    }
+}
+
+/// Reads an event back into the movement it records.
+pub fn decode(event: &impl Replayed) -> Result<RecordedMovement, ProjectionError> {
+    event.decode()
 }
 
 /// Where a projection stands against the log.
@@ -167,7 +225,10 @@ impl Runner {
         let mut followed: HashMap<String, Followed> = HashMap::new();
         let every = snapshot_every();
         loop {
-            let page = self.store.read_all(checkpoint, MAX_PAGE_EVENTS).await?;
+            let page = self
+                .store
+                .read_all_for_replay(checkpoint, MAX_PAGE_EVENTS)
+                .await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 break;
             };
@@ -284,7 +345,7 @@ impl Runner {
         loop {
             let page = self
                 .store
-                .read_stream(manual, next_version, page_events)
+                .read_stream_for_replay(manual, next_version, page_events)
                 .await?;
             page_events = (page_events * 4).min(MAX_PAGE_EVENTS);
             let Some(last) = page.last().map(|e| e.version) else {

@@ -9,7 +9,7 @@ use bondledger_store::readmodel::{
     BalanceRow, CarryoverRow, Change, DeadlineRow, ManualAmendment, ManualRow, ManualRows,
     SnapshotRow, TimelineRow,
 };
-use bondledger_store::StoredEvent;
+use bondledger_store::ReplayEvent;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
@@ -108,7 +108,7 @@ fn date(date: NaiveDate) -> String {
 /// The timeline row of one event. `state` is the manual before the event
 /// (none before its registration).
 pub fn timeline_row(
-    stored: &StoredEvent,
+    stored: &ReplayEvent,
     recorded: &RecordedMovement,
     state: Option<&ManualState>,
 ) -> TimelineRow {
@@ -224,7 +224,7 @@ fn items_named(movement: &Movement) -> (Vec<ItemNo>, Vec<ItemNo>) {
 
 /// A snapshot of the state after `stored`.
 pub(crate) fn snapshot(
-    stored: &StoredEvent,
+    stored: &ReplayEvent,
     state: &ManualState,
     max_date: NaiveDate,
 ) -> Option<Change> {

@@ -34,6 +34,26 @@ pub struct NewEvent {
     pub business_date: NaiveDate,
 }
 
+/// An event as a replay reads it: what a fold needs, the payload left as
+/// its stored JSON text (the reader decodes it straight into its own types),
+/// without the event id, metadata and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayEvent {
+    pub position: i64,
+    pub stream: String,
+    pub version: i64,
+    pub caller_id: Option<String>,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub business_date: NaiveDate,
+    pub recorded_at: DateTime<Utc>,
+    pub payload_json: String,
+}
+
+/// The columns a [`ReplayEvent`] is read from, in this order.
+pub(crate) const REPLAY_COLUMNS: &str =
+    "position, stream, version, caller_id, event_type, schema_version, business_date, recorded_at, payload";
+
 /// An event as the ledger holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {

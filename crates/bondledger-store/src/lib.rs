@@ -19,6 +19,7 @@ mod postgres;
 pub mod readmodel;
 mod replication;
 mod sqlite;
+mod sqlite_reads;
 mod store;
 pub mod tokens;
 mod url;
@@ -31,7 +32,8 @@ pub use append::{
 };
 pub use error::StoreError;
 pub use event::{
-    Appended, Backend, ChainBreak, EventMetadata, ExpectedVersion, NewEvent, StoredEvent,
+    Appended, Backend, ChainBreak, EventMetadata, ExpectedVersion, NewEvent, ReplayEvent,
+    StoredEvent,
 };
 pub use readmodel::ReadModels;
 pub use replication::{LogMark, WalPosition};

@@ -18,13 +18,13 @@ use crate::append::{
     append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
     AppendPlan, LedgerHead, StreamHead, WriteTransaction,
 };
-use crate::event::{into_stored_events, EventRow};
+use crate::event::{into_stored_events, EventRow, REPLAY_COLUMNS};
 use crate::readmodel::EVENT_COLUMNS_E;
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    StoreError, StoredEvent, StreamAppend,
+    ReplayEvent, StoreError, StoredEvent, StreamAppend,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -286,6 +286,45 @@ impl EventStore for PostgresStore {
         let mut connection = self.pool.acquire().await?;
         let rows = select_all(&mut connection, after_position, page_size(limit)).await?;
         into_stored_events(rows)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_stream_for_replay", skip(self))]
+    async fn read_stream_for_replay(
+        &self,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {REPLAY_COLUMNS} FROM events WHERE stream = $1 AND version >= $2 \
+             ORDER BY version LIMIT $3"
+        );
+        let mut connection = self.pool.acquire().await?;
+        let rows = sqlx::query(&sql)
+            .bind(stream)
+            .bind(from_version)
+            .bind(page_size(limit))
+            .fetch_all(&mut *connection)
+            .await?;
+        rows.iter().map(decode_replay_event).collect()
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_all_for_replay", skip(self))]
+    async fn read_all_for_replay(
+        &self,
+        after_position: i64,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {REPLAY_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        );
+        let mut connection = self.pool.acquire().await?;
+        let rows = sqlx::query(&sql)
+            .bind(after_position)
+            .bind(page_size(limit))
+            .fetch_all(&mut *connection)
+            .await?;
+        rows.iter().map(decode_replay_event).collect()
     }
 
     #[tracing::instrument(name = "bondledger.store.stream_version", skip(self))]
@@ -742,6 +781,21 @@ fn decode_event(row: &PgRow) -> Result<EventRow, StoreError> {
         business_date: row.try_get::<NaiveDate, _>("business_date")?,
         recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
         hash: row.try_get("hash")?,
+    })
+}
+
+/// A row of [`REPLAY_COLUMNS`], read by index.
+fn decode_replay_event(row: &PgRow) -> Result<ReplayEvent, StoreError> {
+    Ok(ReplayEvent {
+        position: row.try_get(0)?,
+        stream: row.try_get(1)?,
+        version: row.try_get(2)?,
+        caller_id: row.try_get(3)?,
+        event_type: row.try_get(4)?,
+        schema_version: row.try_get(5)?,
+        business_date: row.try_get::<NaiveDate, _>(6)?,
+        recorded_at: row.try_get::<DateTime<Utc>, _>(7)?,
+        payload_json: row.try_get(8)?,
     })
 }
 

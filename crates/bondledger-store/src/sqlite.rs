@@ -2,6 +2,7 @@
 //! `BEGIN IMMEDIATE`), a few reader connections that see committed snapshots.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,11 +20,12 @@ use crate::append::{
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
+use crate::sqlite_reads::{ReplayPage, ReplayReaders};
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    StoreError, StoredEvent, StreamAppend,
+    ReplayEvent, StoreError, StoredEvent, StreamAppend,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -33,6 +35,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const READER_CONNECTIONS: u32 = 4;
 /// 12 parameters a row: 12,000 a statement, well under SQLite's limit of 32,766.
 const INSERT_ROWS_PER_STATEMENT: usize = 1_000;
+/// Rows the connection's worker thread reads ahead of the caller: with sqlx's
+/// default of 50 the two threads wake each other for every few rows.
+const ROW_BUFFER_ROWS: usize = 10_000;
 const CALLER_IDS_PER_STATEMENT: usize = 1_000;
 const VERIFY_PAGE_ROWS: i64 = 1_000;
 
@@ -47,6 +52,8 @@ pub(crate) fn schema_version() -> i64 {
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Replays' page reads (see `sqlite_reads`).
+    replay_readers: Arc<ReplayReaders>,
 }
 
 impl SqliteStore {
@@ -62,7 +69,8 @@ impl SqliteStore {
             // A multi-row INSERT keeps a statement journal to undo itself alone; it
             // never outlives the transaction, so memory serves and saves a temporary
             // file's writes. Durability is the WAL's, which this does not touch.
-            .pragma("temp_store", "MEMORY");
+            .pragma("temp_store", "MEMORY")
+            .row_buffer_size(ROW_BUFFER_ROWS);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -72,7 +80,11 @@ impl SqliteStore {
             .max_connections(READER_CONNECTIONS)
             .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
             .await?;
-        Ok(Self { writer, readers })
+        Ok(Self {
+            writer,
+            readers,
+            replay_readers: ReplayReaders::new(path.to_owned(), BUSY_TIMEOUT),
+        })
     }
 }
 
@@ -114,6 +126,36 @@ impl EventStore for SqliteStore {
         let mut connection = self.readers.acquire().await?;
         let rows = select_all(&mut connection, after_position, page_size(limit)).await?;
         into_stored_events(rows)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_stream_for_replay", skip(self))]
+    async fn read_stream_for_replay(
+        &self,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        self.replay_readers
+            .read(ReplayPage::Stream {
+                stream: stream.to_owned(),
+                from_version,
+                limit: page_size(limit),
+            })
+            .await
+    }
+
+    #[tracing::instrument(name = "bondledger.store.read_all_for_replay", skip(self))]
+    async fn read_all_for_replay(
+        &self,
+        after_position: i64,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        self.replay_readers
+            .read(ReplayPage::All {
+                after_position,
+                limit: page_size(limit),
+            })
+            .await
     }
 
     #[tracing::instrument(name = "bondledger.store.stream_version", skip(self))]
@@ -503,7 +545,7 @@ fn decode_event(row: &SqliteRow) -> Result<EventRow, StoreError> {
     })
 }
 
-fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|recorded_at| recorded_at.with_timezone(&Utc))
         .map_err(|error| StoreError::Integrity(format!("unreadable recorded_at {text:?}: {error}")))

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    Appended, Backend, ChainBreak, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend,
+    Appended, Backend, ChainBreak, ExpectedVersion, NewEvent, ReplayEvent, StoreError, StoredEvent,
+    StreamAppend,
 };
 
 /// A read returns at most this many events, whatever limit it is given: a page, never
@@ -66,6 +67,22 @@ pub trait EventStore: crate::ReadModels + crate::TokenStore + Send + Sync {
         after_position: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// As [`EventStore::read_stream`], each event as a replay reads it: the
+    /// payload left as text, no event id, metadata or hash.
+    async fn read_stream_for_replay(
+        &self,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError>;
+
+    /// As [`EventStore::read_all`], each event as a replay reads it.
+    async fn read_all_for_replay(
+        &self,
+        after_position: i64,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError>;
 
     /// The stream's version: 0 when it does not exist.
     async fn stream_version(&self, stream: &str) -> Result<i64, StoreError>;

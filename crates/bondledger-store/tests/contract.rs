@@ -42,6 +42,7 @@ macro_rules! contract_tests {
 contract_tests!(
     append_and_read,
     reads_are_paged,
+    replay_reads_match_whole_reads,
     stale_expected_version_is_a_conflict_and_writes_nothing,
     concurrent_appenders_race_and_one_wins_each_version,
     same_caller_id_same_content_is_skipped,

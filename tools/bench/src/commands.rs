@@ -208,7 +208,7 @@ pub async fn as_of(
         let position = 1 + (random.next() % events as u64) as i64;
         let started = Instant::now();
         let state = ledger
-            .replay(&manual, AsOf::Version(position), |_, _, _| {})
+            .replay(&manual, AsOf::Version(position))
             .await?
             .context("the manual vanished")?;
         let balance = bondledger_ledger::json::balance_json(&state);

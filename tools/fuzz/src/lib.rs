@@ -70,7 +70,10 @@ pub fn stored_event(data: &[u8]) {
     let kinds = MovementKind::ALL;
     let kind = kinds[usize::from(selector & 0x3f) % kinds.len()];
     let schema_version = i32::from(selector >> 6);
-    let Ok(payload) = serde_json::from_slice::<Value>(payload) else {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return;
+    };
+    let Ok(payload) = serde_json::from_str::<Value>(text) else {
         return;
     };
     let date = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap_or_default();
@@ -81,6 +84,21 @@ pub fn stored_event(data: &[u8]) {
         date,
         Some("fuzz-1".into()),
         &payload,
+    );
+    // Read from its text (as replays read), the payload gives the same
+    // movement, or the same refusal.
+    let from_text = RecordedMovement::from_stored_text(
+        kind.as_str(),
+        schema_version,
+        "C31012600042",
+        date,
+        Some("fuzz-1".into()),
+        text,
+    );
+    assert_eq!(
+        from_text.as_ref().map_err(ToString::to_string),
+        decoded.as_ref().map_err(ToString::to_string),
+        "read from text and from a JSON tree: {text}"
     );
     let Ok(decoded) = decoded else {
         return;

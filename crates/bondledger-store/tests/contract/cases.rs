@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bondledger_store::chain::canonical_json;
 use bondledger_store::tokens::NewToken;
 use bondledger_store::{
-    Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError, StoredEvent,
-    StreamAppend,
+    Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, ReplayEvent, StoreError,
+    StoredEvent, StreamAppend,
 };
 use chrono::NaiveDate;
 use serde_json::json;
@@ -157,6 +158,65 @@ pub async fn append_and_read(ledger: TestLedger) {
         .expect("read")
         .is_empty());
     assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+/// A replay's reads give the same events, pages and order as the whole
+/// reads, each with its payload as the canonical text the hash covers.
+pub async fn replay_reads_match_whole_reads(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("s", 5))
+        .await
+        .expect("append");
+    store
+        .append("t", ExpectedVersion::Exactly(0), vec![event(None, 9)])
+        .await
+        .expect("append");
+    store
+        .append("s", ExpectedVersion::Exactly(5), events("s2", 2))
+        .await
+        .expect("append");
+    let same = |whole: &StoredEvent, replay: &ReplayEvent| {
+        assert_eq!(replay.position, whole.position);
+        assert_eq!(replay.stream, whole.stream);
+        assert_eq!(replay.version, whole.version);
+        assert_eq!(replay.caller_id, whole.caller_id);
+        assert_eq!(replay.event_type, whole.event_type);
+        assert_eq!(replay.schema_version, whole.schema_version);
+        assert_eq!(replay.business_date, whole.business_date);
+        assert_eq!(replay.recorded_at, whole.recorded_at);
+        assert_eq!(replay.payload_json, canonical_json(&whole.payload));
+    };
+    for (from_version, limit) in [(1, 100), (1, 3), (4, 3), (7, 3), (8, 3), (2, 0)] {
+        let whole = store
+            .read_stream("s", from_version, limit)
+            .await
+            .expect("read_stream");
+        let replay = store
+            .read_stream_for_replay("s", from_version, limit)
+            .await
+            .expect("read_stream_for_replay");
+        assert_eq!(
+            replay.len(),
+            whole.len(),
+            "from {from_version} limit {limit}"
+        );
+        whole.iter().zip(&replay).for_each(|(w, r)| same(w, r));
+    }
+    for (after, limit) in [(0, 100), (0, 4), (4, 4), (8, 4), (-3, 1), (3, usize::MAX)] {
+        let whole = store.read_all(after, limit).await.expect("read_all");
+        let replay = store
+            .read_all_for_replay(after, limit)
+            .await
+            .expect("read_all_for_replay");
+        assert_eq!(replay.len(), whole.len(), "after {after} limit {limit}");
+        whole.iter().zip(&replay).for_each(|(w, r)| same(w, r));
+    }
+    let none_yet = store
+        .read_stream_for_replay("nobody", 1, 10)
+        .await
+        .expect("an unknown stream reads empty");
+    assert!(none_yet.is_empty());
 }
 
 pub async fn reads_are_paged(ledger: TestLedger) {
