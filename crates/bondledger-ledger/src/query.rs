@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bondledger_domain::movement::ItemNo;
@@ -13,6 +14,7 @@ use bondledger_projections::Replayed;
 use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{Ledger, LedgerError};
 
@@ -31,7 +33,7 @@ pub enum AsOf {
 /// How a replay reads a page of a manual's events: whole (for a history,
 /// which shows them) or as a replay needs them (for a state).
 #[async_trait]
-trait ReadForReplay: Replayed + Sized + Send + Sync {
+trait ReadForReplay: Replayed + Sized + Send + Sync + 'static {
     fn recorded_at(&self) -> DateTime<Utc>;
 
     async fn read_page(
@@ -144,20 +146,19 @@ impl Ledger {
         &self,
         manual: &str,
         as_of: AsOf,
-        (mut replay, mut next_version): (Replay, i64),
+        (mut replay, next_version): (Replay, i64),
         mut each: impl FnMut(&E, &RecordedMovement, &ManualState) -> ControlFlow<()> + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
-        loop {
-            // As of a version, read no further than it: a page is costly.
-            let page_size = match as_of {
-                AsOf::Version(version) if version < next_version => break,
-                AsOf::Version(version) => usize::try_from(version - next_version + 1)
-                    .map_or(MAX_PAGE_EVENTS, |n| n.min(MAX_PAGE_EVENTS)),
-                _ => MAX_PAGE_EVENTS,
-            };
-            let page = E::read_page(&*self.reads, manual, next_version, page_size).await?;
+        // The next page is read while this one is folded.
+        let mut reading = self.read_page_ahead::<E>(manual, as_of, next_version);
+        while let Some(read) = reading.take() {
+            let page = read.await.map_err(|error| {
+                LedgerError::Store(StoreError::Integrity(format!(
+                    "a page read of {manual} stopped: {error}"
+                )))
+            })??;
             let Some(last) = page.last() else { break };
-            next_version = last.version() + 1;
+            reading = self.read_page_ahead::<E>(manual, as_of, last.version() + 1);
             for event in &page {
                 let beyond = match as_of {
                     AsOf::Version(version) => event.version() > version,
@@ -178,6 +179,29 @@ impl Ledger {
             }
         }
         Ok(replay.into_state())
+    }
+
+    /// Starts reading the page of `manual` from `next_version`, or `None`
+    /// when the query sees no event from there. The read stops if the
+    /// replay ends first.
+    fn read_page_ahead<E: ReadForReplay>(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        next_version: i64,
+    ) -> Option<AbortOnDropHandle<Result<Vec<E>, StoreError>>> {
+        // As of a version, read no further than it: a page is costly.
+        let page_size = match as_of {
+            AsOf::Version(version) if version < next_version => return None,
+            AsOf::Version(version) => usize::try_from(version - next_version + 1)
+                .map_or(MAX_PAGE_EVENTS, |n| n.min(MAX_PAGE_EVENTS)),
+            _ => MAX_PAGE_EVENTS,
+        };
+        let store = Arc::clone(&self.reads);
+        let manual = manual.to_owned();
+        Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            E::read_page(&*store, &manual, next_version, page_size).await
+        })))
     }
 
     /// Where a replay as of `as_of` can start: the latest snapshot that holds

@@ -17,6 +17,7 @@ use bondledger_domain::{ManualState, RecordedMovement, Replay};
 use bondledger_store::readmodel::{Change, ManualRows, ProjectionBatch};
 use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::NaiveDate;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use audit::ProjectionBreak;
 pub use rows::{amendment, manual_rows, timeline_row};
@@ -164,6 +165,9 @@ struct Followed {
     written: Option<ManualRows>,
 }
 
+/// A page of the log being read.
+type PageRead = AbortOnDropHandle<Result<Vec<ReplayEvent>, StoreError>>;
+
 /// Follows the log for the projections.
 #[derive(Clone)]
 pub struct Runner {
@@ -224,14 +228,23 @@ impl Runner {
         let mut checkpoint = self.store.checkpoint(name).await?;
         let mut followed: HashMap<String, Followed> = HashMap::new();
         let every = snapshot_every();
+        // The next page is read while this one is applied and committed.
+        let mut ahead: Option<(i64, PageRead)> = None;
         loop {
-            let page = self
-                .store
-                .read_all_for_replay(checkpoint, MAX_PAGE_EVENTS)
-                .await?;
+            let page = match ahead.take() {
+                Some((after, read)) if after == checkpoint => read.await.map_err(|error| {
+                    StoreError::Integrity(format!("a page read of the log stopped: {error}"))
+                })??,
+                _ => {
+                    self.store
+                        .read_all_for_replay(checkpoint, MAX_PAGE_EVENTS)
+                        .await?
+                }
+            };
             let Some(last) = page.last().map(|e| e.position) else {
                 break;
             };
+            ahead = Some((last, self.read_after(last)));
             let mut changes = Vec::new();
             let mut touched = Vec::new();
             for stored in &page {
@@ -318,6 +331,15 @@ impl Runner {
             progress(name, checkpoint, head);
         }
         Ok(())
+    }
+
+    /// Starts reading the page of the log after `position`; the read stops
+    /// if the handle is dropped.
+    fn read_after(&self, position: i64) -> PageRead {
+        let store = Arc::clone(&self.store);
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            store.read_all_for_replay(position, MAX_PAGE_EVENTS).await
+        }))
     }
 
     /// A manual's state as of global position `position`: from its latest
