@@ -17,7 +17,7 @@ use bondledger_store::{
 use serde_json::Value;
 
 use crate::query::AsOf;
-use crate::source::{read_lines, read_movements, Located};
+use crate::source::{read_lines, read_movements_ahead, Located};
 use crate::{Ledger, LedgerError};
 
 /// Movements decided and looked up together: bounds memory on long files.
@@ -101,7 +101,7 @@ impl Ledger {
         actor: Option<&str>,
     ) -> Result<ImportOutcome, LedgerError> {
         let name = path.display().to_string();
-        self.import_source(&name, mode, actor, || read_movements(path))
+        self.import_source(&name, mode, actor, || read_movements_ahead(path))
             .await
     }
 
