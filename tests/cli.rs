@@ -363,6 +363,60 @@ fn events_cannot_be_altered_and_tampering_is_found(ledger: TestLedger) {
     );
 }
 
+/// A reader that stops early (`| head`) ends the output quietly, with the
+/// status of a program stopped by SIGPIPE; output that cannot be written
+/// for another reason is named, with status 1.
+fn output_that_cannot_be_written_ends_the_command_cleanly(ledger: TestLedger) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    base(&ledger);
+    let imports: Vec<Value> = (0..2_000)
+        .map(|n| import(&format!("p-{n}"), "2026-02-11", "1"))
+        .collect();
+    let file = ledger.file("many.jsonl", &imports);
+    ledger.expect(&["import", file.to_str().expect("utf-8 path")], 0);
+    let mut child = Command::new(bondledger_tests::binary())
+        .args([
+            "--database-url",
+            &ledger.url,
+            "history",
+            MANUAL,
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut first = [0_u8; 100];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("the history begins");
+    // The pipe's reader is gone: the rest (about a megabyte) cannot be written.
+    let output = child.wait_with_output().expect("the binary ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(first.starts_with(b"["));
+
+    if std::path::Path::new("/dev/full").exists() {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full opens");
+        let output = Command::new(bondledger_tests::binary())
+            .args(["--database-url", &ledger.url, "verify", MANUAL])
+            .stdout(full)
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cannot write the output"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
 on_both_backends! {
     a_refused_movement_leaves_its_whole_file_out;
     record_mode_keeps_history_with_its_finding;
@@ -375,4 +429,5 @@ on_both_backends! {
     time_travel_by_version_date_and_recording;
     history_lists_every_event_with_balances;
     events_cannot_be_altered_and_tampering_is_found;
+    output_that_cannot_be_written_ends_the_command_cleanly;
 }

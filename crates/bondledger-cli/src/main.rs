@@ -3,6 +3,14 @@
 //! This crate turns arguments into calls on the ledger and results into
 //! tables, JSON or CSV and exit statuses. It decides nothing itself.
 
+/// `println!` that ends the program quietly when stdout's reader went
+/// away (`bondledger history … | head`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::out_line(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod output;
 mod progress;
@@ -350,9 +358,11 @@ async fn catch_up(ledger: &Ledger) -> anyhow::Result<()> {
 async fn audit(ledger: &Ledger, manual: Option<&str>) -> anyhow::Result<u8> {
     let chain_breaks = ledger.store().verify_chain(manual).await?;
     for broken in &chain_breaks {
-        println!(
+        outln!(
             "break: {} version {}: {}",
-            broken.stream, broken.version, broken.reason
+            broken.stream,
+            broken.version,
+            broken.reason
         );
     }
     if !chain_breaks.is_empty() {
@@ -365,13 +375,15 @@ async fn audit(ledger: &Ledger, manual: Option<&str>) -> anyhow::Result<u8> {
             .version
             .map(|v| format!(" version {v}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "break: projection {}: {}{version}: {}",
-            broken.projection, broken.manual, broken.what
+            broken.projection,
+            broken.manual,
+            broken.what
         );
     }
     if projection_breaks.is_empty() {
-        println!("intact: every hash chain re-checked, every read model equals a fresh replay");
+        outln!("intact: every hash chain re-checked, every read model equals a fresh replay");
         Ok(exit::OK)
     } else {
         Ok(exit::BROKEN)
@@ -406,7 +418,7 @@ async fn export(
             "digest": manifest.digest,
             "bytes": outcome.bytes,
         })),
-        Format::Table | Format::Csv => println!(
+        Format::Table | Format::Csv => outln!(
             "{}: {} events of {} stream(s) up to ledger position {}, {} bytes, {}, in {:.1} s",
             file.display(),
             manifest.events,
@@ -435,10 +447,10 @@ fn verify_export(file: &Path, format: Format) -> anyhow::Result<u8> {
         Format::Json => output::print_json(&package_report_json(file, &report)),
         Format::Table | Format::Csv => {
             for broken in &report.breaks {
-                println!("break: {}: {broken}", file.display());
+                outln!("break: {}: {broken}", file.display());
             }
             if let (true, Some(manifest)) = (report.intact(), &report.manifest) {
-                println!(
+                outln!(
                     "intact: {}: {} events of {} stream(s), every hash chain re-computed, \
                      every chain head and the digest as the manifest says ({} up to ledger position {})",
                     file.display(),
@@ -512,7 +524,7 @@ async fn restore(ledger: &Ledger, file: &Path, format: Format) -> anyhow::Result
             "streams": outcome.manifest.streams.len(),
             "ledger_position": outcome.manifest.ledger_position,
         })),
-        Format::Table | Format::Csv => println!(
+        Format::Table | Format::Csv => outln!(
             "{}: {} events of {} stream(s) restored with their hashes, in {:.1} s",
             file.display(),
             outcome.events,
@@ -570,7 +582,7 @@ async fn demo(ledger: Ledger) -> anyhow::Result<u8> {
             .await?
         {
             output::print_report(&report);
-            println!();
+            outln!("");
         }
     }
     Ok(exit::OK)
@@ -617,11 +629,11 @@ async fn serve(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     match ledger.create_first_admin_token("made by serve").await? {
-        Some(token) => println!(
+        Some(token) => outln!(
             "sign in (admin; shown this once): http://{address}/?token={}",
             token.secret
         ),
-        None => println!("serving on http://{address}"),
+        None => outln!("serving on http://{address}"),
     }
     bondledger_api::serve_listener(ledger, listener, limits, shutdown_signal()).await?;
     Ok(exit::OK)
@@ -680,7 +692,7 @@ async fn create_token(
     match format {
         Format::Json => output::print_json(&bondledger_ledger::json::issued_token_json(&issued)),
         Format::Table | Format::Csv => {
-            println!("{}", issued.secret);
+            outln!("{}", issued.secret);
             let bound = principal
                 .enterprise
                 .as_deref()

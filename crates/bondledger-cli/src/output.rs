@@ -15,9 +15,39 @@ use serde_json::{json, Value};
 
 use crate::args::Format;
 
+/// Writes one line to stdout (what `outln!` expands to).
+pub fn out_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        stdout_failed(&error);
+    }
+}
+
+/// Ends the program when its output cannot be written: quietly when the
+/// reader went away (`| head`), with the status a shell gives a program
+/// stopped by SIGPIPE; otherwise (a full disk) saying so, with status 1.
+pub fn stdout_failed(error: &std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("bondledger: cannot write the output: {error}");
+    std::process::exit(1);
+}
+
+/// As [`stdout_failed`], for a CSV writer's error.
+fn csv_failed(error: csv::Error) -> ! {
+    match error.into_kind() {
+        csv::ErrorKind::Io(error) => stdout_failed(&error),
+        other => {
+            eprintln!("bondledger: cannot write the output: {other:?}");
+            std::process::exit(1);
+        }
+    }
+}
+
 pub fn print_json(value: &Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
-    println!("{text}");
+    outln!("{text}");
 }
 
 fn table(header: &[&str]) -> Table {
@@ -43,7 +73,7 @@ fn or_dash(value: Option<Decimal>) -> String {
 }
 
 pub fn print_report(report: &Report) {
-    println!(
+    outln!(
         "Manual 手册 {}  ({})  status 核销状态: {}",
         report.manual,
         report.trade_mode.as_str(),
@@ -97,7 +127,7 @@ pub fn print_report(report: &Report) {
         ]);
     }
     align_numbers(&mut materials, 4);
-    println!("{materials}");
+    outln!("{materials}");
     if !report.work_orders.is_empty() {
         let mut orders = table(&[
             "product",
@@ -120,10 +150,10 @@ pub fn print_report(report: &Report) {
             ]);
         }
         align_numbers(&mut orders, 2);
-        println!("Work orders 工单\n{orders}");
+        outln!("Work orders 工单\n{orders}");
     }
     if report.findings.is_empty() {
-        println!("Findings 问题: none");
+        outln!("Findings 问题: none");
     } else {
         let mut findings = table(&["severity", "rule", "material", "event", "message"]);
         for f in &report.findings {
@@ -135,7 +165,7 @@ pub fn print_report(report: &Report) {
                 f.message.clone(),
             ]);
         }
-        println!("Findings 问题\n{findings}");
+        outln!("Findings 问题\n{findings}");
     }
 }
 
@@ -144,9 +174,10 @@ pub fn print_balance(state: &ManualState, format: Format) {
         Format::Json => print_json(&balance_json(state)),
         Format::Table | Format::Csv => {
             let figures = state.figures();
-            println!(
+            outln!(
                 "Manual 手册 {} after event {}",
-                state.registration.manual, state.version
+                state.registration.manual,
+                state.version
             );
             let mut balances = table(&[
                 "item",
@@ -168,7 +199,7 @@ pub fn print_balance(state: &ManualState, format: Format) {
                 ]);
             }
             align_numbers(&mut balances, 4);
-            println!("{balances}");
+            outln!("{balances}");
         }
     }
 }
@@ -194,11 +225,14 @@ impl HistoryPrinter {
             Format::Json => {
                 let text = history_entry_json(&entry).to_string();
                 let mut out = std::io::stdout().lock();
-                let _ = if self.first {
+                let written = if self.first {
                     write!(out, "[\n{text}")
                 } else {
                     write!(out, ",\n{text}")
                 };
+                if let Err(error) = written {
+                    stdout_failed(&error);
+                }
                 self.first = false;
             }
             Format::Table | Format::Csv => {
@@ -234,17 +268,17 @@ impl HistoryPrinter {
         match self.format {
             Format::Json => {
                 if self.first {
-                    println!("[]");
+                    outln!("[]");
                 } else {
-                    println!("\n]");
+                    outln!("\n]");
                 }
             }
             Format::Table | Format::Csv => {
                 if let Some(state) = state {
-                    println!("Manual 手册 {}", state.registration.manual);
+                    outln!("Manual 手册 {}", state.registration.manual);
                 }
                 if let Some(table) = self.table {
-                    println!("{table}");
+                    outln!("{table}");
                 }
             }
         }
@@ -293,31 +327,38 @@ impl EventPrinter {
             Format::Json => {
                 let text = Value::Object(event_json(stored)).to_string();
                 let mut out = std::io::stdout().lock();
-                let _ = if self.count == 0 {
+                let written = if self.count == 0 {
                     write!(out, "[\n{text}")
                 } else {
                     write!(out, ",\n{text}")
                 };
+                if let Err(error) = written {
+                    stdout_failed(&error);
+                }
             }
             Format::Csv => {
                 let writer = self.csv.get_or_insert_with(|| {
                     let mut writer = csv::Writer::from_writer(std::io::stdout());
-                    let _ = writer.write_record(EVENT_CSV_HEADER);
+                    writer
+                        .write_record(EVENT_CSV_HEADER)
+                        .unwrap_or_else(|error| csv_failed(error));
                     writer
                 });
-                let _ = writer.write_record([
-                    stored.position.to_string(),
-                    stored.stream.clone(),
-                    stored.version.to_string(),
-                    stored.business_date.to_string(),
-                    stored.event_type.clone(),
-                    stored.caller_id.clone().unwrap_or_default(),
-                    declaration,
-                    stored
-                        .recorded_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    stored.hash.clone(),
-                ]);
+                writer
+                    .write_record([
+                        stored.position.to_string(),
+                        stored.stream.clone(),
+                        stored.version.to_string(),
+                        stored.business_date.to_string(),
+                        stored.event_type.clone(),
+                        stored.caller_id.clone().unwrap_or_default(),
+                        declaration,
+                        stored
+                            .recorded_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        stored.hash.clone(),
+                    ])
+                    .unwrap_or_else(|error| csv_failed(error));
             }
             Format::Table => {
                 let table = self.table.get_or_insert_with(|| {
@@ -347,18 +388,20 @@ impl EventPrinter {
 
     pub fn finish(self) {
         match self.format {
-            Format::Json => println!("{}", if self.count == 0 { "[]" } else { "\n]" }),
+            Format::Json => outln!("{}", if self.count == 0 { "[]" } else { "\n]" }),
             Format::Csv => {
                 let mut writer = self.csv.unwrap_or_else(|| {
                     let mut writer = csv::Writer::from_writer(std::io::stdout());
-                    let _ = writer.write_record(EVENT_CSV_HEADER);
+                    writer
+                        .write_record(EVENT_CSV_HEADER)
+                        .unwrap_or_else(|error| csv_failed(error));
                     writer
                 });
-                let _ = writer.flush();
+                writer.flush().unwrap_or_else(|error| stdout_failed(&error));
             }
             Format::Table => match self.table {
-                Some(table) => println!("{table}\n{} events", self.count),
-                None => println!("no events match"),
+                Some(table) => outln!("{table}\n{} events", self.count),
+                None => outln!("no events match"),
             },
         }
     }
@@ -409,7 +452,7 @@ pub fn print_deadlines(deadlines: &[Deadline], format: Format) {
             for row in rows {
                 out.add_row(row.to_vec());
             }
-            println!("{out}");
+            outln!("{out}");
         }
     }
 }
@@ -458,18 +501,22 @@ pub fn print_tokens(tokens: &[TokenInfo], format: Format) {
             for row in rows {
                 out.add_row(row.to_vec());
             }
-            println!("{out}");
+            outln!("{out}");
         }
     }
 }
 
 fn print_csv<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut writer = csv::Writer::from_writer(std::io::stdout());
-    let _ = writer.write_record(header);
+    writer
+        .write_record(header)
+        .unwrap_or_else(|error| csv_failed(error));
     for row in rows {
-        let _ = writer.write_record(row);
+        writer
+            .write_record(row)
+            .unwrap_or_else(|error| csv_failed(error));
     }
-    let _ = writer.flush();
+    writer.flush().unwrap_or_else(|error| stdout_failed(&error));
 }
 
 pub fn print_trace(rows: &[TraceRow], format: Format) {
@@ -532,7 +579,7 @@ pub fn print_trace(rows: &[TraceRow], format: Format) {
                 out.add_row(row.to_vec());
             }
             align_numbers(&mut out, 8);
-            println!("{out}");
+            outln!("{out}");
         }
     }
 }
