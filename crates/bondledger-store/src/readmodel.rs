@@ -15,6 +15,10 @@ use crate::{StoreError, StoredEvent};
 /// a statement well under SQLite's limit of 32,766.
 pub const TIMELINE_ROWS_PER_STATEMENT: usize = 2_000;
 
+/// A manual's balance, carry-over or deadline rows written (or their keys
+/// deleted) by one statement: 9 parameters a row at most.
+pub const MANUAL_ROWS_PER_STATEMENT: usize = 500;
+
 /// Rows returned by one read-model query at most.
 pub const MAX_READ_MODEL_ROWS: usize = 10_000;
 
@@ -196,6 +200,9 @@ pub trait ReadModels: Send + Sync {
     async fn manual_rows(&self, manual: Option<&str>) -> Result<Vec<ManualRow>, StoreError>;
     async fn balance_rows(&self, manual: Option<&str>) -> Result<Vec<BalanceRow>, StoreError>;
     async fn carryover_rows(&self, manual: Option<&str>) -> Result<Vec<CarryoverRow>, StoreError>;
+    /// Every carry-over row of one manual's own (not those where it is the
+    /// counterparty), by event, however many: for the audit.
+    async fn own_carryover_rows(&self, manual: &str) -> Result<Vec<CarryoverRow>, StoreError>;
     /// The deadlines, soonest first (one manual's, given one), at most
     /// [`MAX_READ_MODEL_ROWS`].
     async fn deadline_rows(&self, manual: Option<&str>) -> Result<Vec<DeadlineRow>, StoreError>;
@@ -248,28 +255,39 @@ macro_rules! impl_read_models {
                 .bind(&m.enterprise).bind(&m.processing_enterprise).bind(&m.valid_until)
                 .bind(m.version).bind(&m.status).bind(i64::from(m.closed)).bind(m.findings)
                 .execute(&mut **tx).await?;
-                for b in balances {
-                    sqlx::query(
-                        "INSERT INTO rm_balances (manual, item, hs, name, unit, balance, at_contractors) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&b.manual).bind(b.item).bind(&b.hs).bind(&b.name).bind(&b.unit)
-                    .bind(&b.balance).bind(&b.at_contractors)
-                    .execute(&mut **tx).await?;
+                // Many rows to a statement: one round trip each would cost
+                // more than the rows themselves.
+                for chunk in balances.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO rm_balances (manual, item, hs, name, unit, balance, at_contractors) ",
+                    );
+                    insert.push_values(chunk.iter(), |mut row, b| {
+                        row.push_bind(&b.manual).push_bind(b.item).push_bind(&b.hs).push_bind(&b.name)
+                            .push_bind(&b.unit).push_bind(&b.balance).push_bind(&b.at_contractors);
+                    });
+                    insert.build().execute(&mut **tx).await?;
                 }
-                for c in carryovers {
-                    sqlx::query(
+                for chunk in carryovers.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO rm_carryovers (manual, event, direction, counterparty_manual, batch, item, qty, \
-                         business_date, moved_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&c.manual).bind(&c.event).bind(&c.direction).bind(&c.counterparty_manual)
-                    .bind(&c.batch).bind(c.item).bind(&c.qty).bind(&c.business_date).bind(&c.moved_on)
-                    .execute(&mut **tx).await?;
+                         business_date, moved_on) ",
+                    );
+                    insert.push_values(chunk.iter(), |mut row, c| {
+                        row.push_bind(&c.manual).push_bind(&c.event).push_bind(&c.direction)
+                            .push_bind(&c.counterparty_manual).push_bind(&c.batch).push_bind(c.item)
+                            .push_bind(&c.qty).push_bind(&c.business_date).push_bind(&c.moved_on);
+                    });
+                    insert.build().execute(&mut **tx).await?;
                 }
-                for d in deadlines {
-                    sqlx::query("INSERT INTO rm_deadlines (manual, kind, event, due, detail) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&d.manual).bind(&d.kind).bind(&d.event).bind(&d.due).bind(&d.detail)
-                        .execute(&mut **tx).await?;
+                for chunk in deadlines.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO rm_deadlines (manual, kind, event, due, detail) ",
+                    );
+                    insert.push_values(chunk.iter(), |mut row, d| {
+                        row.push_bind(&d.manual).push_bind(&d.kind).push_bind(&d.event)
+                            .push_bind(&d.due).push_bind(&d.detail);
+                    });
+                    insert.build().execute(&mut **tx).await?;
                 }
                 Ok(())
             }
@@ -443,16 +461,28 @@ macro_rules! impl_read_models {
                             for table in ["rm_balances", "rm_manuals"] {
                                 sqlx::query(&format!("DELETE FROM {table} WHERE manual = $1")).bind(manual).execute(&mut *tx).await?;
                             }
-                            let carryovers = amendment.removed_carryovers.iter().chain(amendment.carryovers.iter().map(|c| &c.event));
-                            for event in carryovers {
-                                sqlx::query("DELETE FROM rm_carryovers WHERE manual = $1 AND event = $2")
-                                    .bind(manual).bind(event).execute(&mut *tx).await?;
+                            let carryovers: Vec<&String> = amendment.removed_carryovers.iter()
+                                .chain(amendment.carryovers.iter().map(|c| &c.event)).collect();
+                            for chunk in carryovers.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                                let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM rm_carryovers WHERE manual = ");
+                                delete.push_bind(manual).push(" AND event IN (");
+                                let mut events = delete.separated(", ");
+                                for event in chunk {
+                                    events.push_bind(*event);
+                                }
+                                delete.push(")");
+                                delete.build().execute(&mut *tx).await?;
                             }
-                            let deadlines = amendment.removed_deadlines.iter().cloned()
-                                .chain(amendment.deadlines.iter().map(|d| (d.kind.clone(), d.event.clone())));
-                            for (kind, event) in deadlines {
-                                sqlx::query("DELETE FROM rm_deadlines WHERE manual = $1 AND kind = $2 AND event = $3")
-                                    .bind(manual).bind(kind).bind(event).execute(&mut *tx).await?;
+                            let deadlines: Vec<(&String, &String)> = amendment.removed_deadlines.iter().map(|(kind, event)| (kind, event))
+                                .chain(amendment.deadlines.iter().map(|d| (&d.kind, &d.event))).collect();
+                            for chunk in deadlines.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                                let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM rm_deadlines WHERE manual = ");
+                                delete.push_bind(manual).push(" AND (kind, event) IN (");
+                                delete.push_values(chunk.iter(), |mut row, (kind, event)| {
+                                    row.push_bind(*kind).push_bind(*event);
+                                });
+                                delete.push(")");
+                                delete.build().execute(&mut *tx).await?;
                             }
                             Self::insert_manual_rows(&mut tx, &amendment.manual, &amendment.balances, &amendment.carryovers, &amendment.deadlines).await?;
                         }
@@ -559,6 +589,23 @@ macro_rules! impl_read_models {
                     .into_iter()
                     .map(|r| $crate::readmodel::BalanceRow {
                         manual: r.0, item: r.1, hs: r.2, name: r.3, unit: r.4, balance: r.5, at_contractors: r.6,
+                    })
+                    .collect())
+            }
+
+            async fn own_carryover_rows(&self, manual: &str) -> Result<Vec<$crate::readmodel::CarryoverRow>, $crate::StoreError> {
+                let rows: Vec<(String, String, String, String, Option<String>, i64, String, String, String)> = sqlx::query_as(
+                    "SELECT manual, event, direction, counterparty_manual, batch, item, qty, business_date, moved_on \
+                     FROM rm_carryovers WHERE manual = $1 ORDER BY event",
+                )
+                .bind(manual)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::readmodel::CarryoverRow {
+                        manual: r.0, event: r.1, direction: r.2, counterparty_manual: r.3, batch: r.4,
+                        item: r.5, qty: r.6, business_date: r.7, moved_on: r.8,
                     })
                     .collect())
             }
