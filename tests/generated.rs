@@ -126,7 +126,35 @@ fn seed_3_with_more_items_and_outward_processing(ledger: TestLedger) {
     );
 }
 
+/// A manual whose carry-over rows, with those that name it as the
+/// counterparty, pass the read models' 10,000-row cap is audited whole: the
+/// audit used to read it cut at the cap and report a false break.
+fn a_manual_past_the_read_cap_is_audited_whole(ledger: TestLedger) {
+    let history = ledger.dir.path().join("carryovers.jsonl");
+    let output = Command::new(generator_binary())
+        .args(["--seed", "4", "--manuals", "3", "--movements", "6500"])
+        .args(["--carryover-share", "0.9", "--reversal-share", "0.01"])
+        .arg("--out")
+        .arg(&history)
+        .output()
+        .expect("bondledger-gen runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ledger.expect(&["import", history.to_str().expect("a UTF-8 path")], 0);
+    let widest = ledger.count(
+        "SELECT max(n) FROM (SELECT m.manual, (SELECT count(*) FROM rm_carryovers c \
+         WHERE c.manual = m.manual OR c.counterparty_manual = m.manual) AS n FROM rm_manuals m) w",
+    );
+    assert!(widest > 10_000, "a manual past the cap: {widest} rows");
+    let audit = ledger.expect(&["audit"], 0);
+    assert!(audit.contains("intact"), "{audit}");
+}
+
 on_both_backends! {
+    a_manual_past_the_read_cap_is_audited_whole;
     seed_1;
     seed_2_with_many_carryovers_and_reversals;
     seed_3_with_more_items_and_outward_processing;
