@@ -63,6 +63,40 @@ pub struct CarryoverRow {
     pub moved_on: String,
 }
 
+/// The columns a [`CarryoverRow`] is read from, in the order of
+/// [`CarryoverColumns`].
+pub(crate) const CARRYOVER_COLUMNS: &str =
+    "manual, event, direction, counterparty_manual, batch, item, qty, business_date, moved_on";
+
+/// A row of [`CARRYOVER_COLUMNS`] as the database gives it.
+pub(crate) type CarryoverColumns = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    String,
+    String,
+    String,
+);
+
+impl From<CarryoverColumns> for CarryoverRow {
+    fn from(r: CarryoverColumns) -> Self {
+        CarryoverRow {
+            manual: r.0,
+            event: r.1,
+            direction: r.2,
+            counterparty_manual: r.3,
+            batch: r.4,
+            item: r.5,
+            qty: r.6,
+            business_date: r.7,
+            moved_on: r.8,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadlineRow {
     pub manual: String,
@@ -594,39 +628,27 @@ macro_rules! impl_read_models {
             }
 
             async fn own_carryover_rows(&self, manual: &str) -> Result<Vec<$crate::readmodel::CarryoverRow>, $crate::StoreError> {
-                let rows: Vec<(String, String, String, String, Option<String>, i64, String, String, String)> = sqlx::query_as(
-                    "SELECT manual, event, direction, counterparty_manual, batch, item, qty, business_date, moved_on \
-                     FROM rm_carryovers WHERE manual = $1 ORDER BY event",
-                )
+                let rows: Vec<$crate::readmodel::CarryoverColumns> = sqlx::query_as(&format!(
+                    "SELECT {} FROM rm_carryovers WHERE manual = $1 ORDER BY event",
+                    $crate::readmodel::CARRYOVER_COLUMNS,
+                ))
                 .bind(manual)
                 .fetch_all(&self.$read)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| $crate::readmodel::CarryoverRow {
-                        manual: r.0, event: r.1, direction: r.2, counterparty_manual: r.3, batch: r.4,
-                        item: r.5, qty: r.6, business_date: r.7, moved_on: r.8,
-                    })
-                    .collect())
+                Ok(rows.into_iter().map($crate::readmodel::CarryoverRow::from).collect())
             }
 
             async fn carryover_rows(&self, manual: Option<&str>) -> Result<Vec<$crate::readmodel::CarryoverRow>, $crate::StoreError> {
-                let rows: Vec<(String, String, String, String, Option<String>, i64, String, String, String)> = sqlx::query_as(
-                    "SELECT manual, event, direction, counterparty_manual, batch, item, qty, business_date, moved_on \
-                     FROM rm_carryovers WHERE ($1 IS NULL OR manual = $1 OR counterparty_manual = $1) \
+                let rows: Vec<$crate::readmodel::CarryoverColumns> = sqlx::query_as(&format!(
+                    "SELECT {} FROM rm_carryovers WHERE ($1 IS NULL OR manual = $1 OR counterparty_manual = $1) \
                      ORDER BY business_date, manual, event LIMIT $2",
-                )
+                    $crate::readmodel::CARRYOVER_COLUMNS,
+                ))
                 .bind(manual)
                 .bind($crate::readmodel::MAX_READ_MODEL_ROWS as i64)
                 .fetch_all(&self.$read)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| $crate::readmodel::CarryoverRow {
-                        manual: r.0, event: r.1, direction: r.2, counterparty_manual: r.3, batch: r.4,
-                        item: r.5, qty: r.6, business_date: r.7, moved_on: r.8,
-                    })
-                    .collect())
+                Ok(rows.into_iter().map($crate::readmodel::CarryoverRow::from).collect())
             }
 
             async fn deadline_rows(&self, manual: Option<&str>) -> Result<Vec<$crate::readmodel::DeadlineRow>, $crate::StoreError> {
