@@ -45,6 +45,25 @@ fn csv_failed(error: csv::Error) -> ! {
     }
 }
 
+/// Writes one element of a JSON array streamed to stdout: the opening
+/// bracket before the first, a comma before the others (`finish` closes it).
+fn write_array_element(first: bool, element: &Value) {
+    let mut out = std::io::stdout().lock();
+    let opening = if first { "[" } else { "," };
+    if let Err(error) = write!(out, "{opening}\n{element}") {
+        stdout_failed(&error);
+    }
+}
+
+/// A CSV writer on stdout that has written the events' header.
+fn event_csv_writer() -> csv::Writer<std::io::Stdout> {
+    let mut writer = csv::Writer::from_writer(std::io::stdout());
+    writer
+        .write_record(EVENT_CSV_HEADER)
+        .unwrap_or_else(|error| csv_failed(error));
+    writer
+}
+
 pub fn print_json(value: &Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     outln!("{text}");
@@ -223,16 +242,7 @@ impl HistoryPrinter {
     pub fn push(&mut self, entry: HistoryEntry) {
         match self.format {
             Format::Json => {
-                let text = history_entry_json(&entry).to_string();
-                let mut out = std::io::stdout().lock();
-                let written = if self.first {
-                    write!(out, "[\n{text}")
-                } else {
-                    write!(out, ",\n{text}")
-                };
-                if let Err(error) = written {
-                    stdout_failed(&error);
-                }
+                write_array_element(self.first, &history_entry_json(&entry));
                 self.first = false;
             }
             Format::Table | Format::Csv => {
@@ -325,25 +335,10 @@ impl EventPrinter {
             .to_owned();
         match self.format {
             Format::Json => {
-                let text = Value::Object(event_json(stored)).to_string();
-                let mut out = std::io::stdout().lock();
-                let written = if self.count == 0 {
-                    write!(out, "[\n{text}")
-                } else {
-                    write!(out, ",\n{text}")
-                };
-                if let Err(error) = written {
-                    stdout_failed(&error);
-                }
+                write_array_element(self.count == 0, &Value::Object(event_json(stored)));
             }
             Format::Csv => {
-                let writer = self.csv.get_or_insert_with(|| {
-                    let mut writer = csv::Writer::from_writer(std::io::stdout());
-                    writer
-                        .write_record(EVENT_CSV_HEADER)
-                        .unwrap_or_else(|error| csv_failed(error));
-                    writer
-                });
+                let writer = self.csv.get_or_insert_with(event_csv_writer);
                 writer
                     .write_record([
                         stored.position.to_string(),
@@ -390,13 +385,7 @@ impl EventPrinter {
         match self.format {
             Format::Json => outln!("{}", if self.count == 0 { "[]" } else { "\n]" }),
             Format::Csv => {
-                let mut writer = self.csv.unwrap_or_else(|| {
-                    let mut writer = csv::Writer::from_writer(std::io::stdout());
-                    writer
-                        .write_record(EVENT_CSV_HEADER)
-                        .unwrap_or_else(|error| csv_failed(error));
-                    writer
-                });
+                let mut writer = self.csv.unwrap_or_else(event_csv_writer);
                 writer.flush().unwrap_or_else(|error| stdout_failed(&error));
             }
             Format::Table => match self.table {
