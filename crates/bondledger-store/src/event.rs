@@ -50,9 +50,24 @@ pub struct ReplayEvent {
     pub payload_json: String,
 }
 
-/// The columns a [`ReplayEvent`] is read from, in this order.
-pub(crate) const REPLAY_COLUMNS: &str =
-    "position, stream, version, caller_id, event_type, schema_version, business_date, recorded_at, payload";
+/// A query of the columns a [`ReplayEvent`] is read from, in this order.
+macro_rules! select_replay_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, stream, version, caller_id, event_type, schema_version, \
+             business_date, recorded_at, payload FROM events ",
+            $rest
+        )
+    };
+}
+
+/// A page of one stream for a replay: $1 the stream, $2 the first version,
+/// $3 the limit. The same text on both backends.
+pub(crate) const REPLAY_STREAM_PAGE: &str =
+    select_replay_events!("WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3");
+/// A page of the log for a replay: $1 the position after which, $2 the limit.
+pub(crate) const REPLAY_LOG_PAGE: &str =
+    select_replay_events!("WHERE position > $1 ORDER BY position LIMIT $2");
 
 /// An event as the ledger holds it.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,7 +18,7 @@ use crate::append::{
     append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
     AppendPlan, LedgerHead, StreamHead, WriteTransaction,
 };
-use crate::event::{into_stored_events, EventRow, REPLAY_COLUMNS};
+use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
 use crate::readmodel::EVENT_COLUMNS_E;
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
@@ -295,12 +295,8 @@ impl EventStore for PostgresStore {
         from_version: i64,
         limit: usize,
     ) -> Result<Vec<ReplayEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {REPLAY_COLUMNS} FROM events WHERE stream = $1 AND version >= $2 \
-             ORDER BY version LIMIT $3"
-        );
         let mut connection = self.pool.acquire().await?;
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(REPLAY_STREAM_PAGE)
             .bind(stream)
             .bind(from_version)
             .bind(page_size(limit))
@@ -315,11 +311,8 @@ impl EventStore for PostgresStore {
         after_position: i64,
         limit: usize,
     ) -> Result<Vec<ReplayEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {REPLAY_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-        );
         let mut connection = self.pool.acquire().await?;
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(REPLAY_LOG_PAGE)
             .bind(after_position)
             .bind(page_size(limit))
             .fetch_all(&mut *connection)
@@ -784,7 +777,7 @@ fn decode_event(row: &PgRow) -> Result<EventRow, StoreError> {
     })
 }
 
-/// A row of [`REPLAY_COLUMNS`], read by index.
+/// A row of [`REPLAY_STREAM_PAGE`] or [`REPLAY_LOG_PAGE`], read by index.
 fn decode_replay_event(row: &PgRow) -> Result<ReplayEvent, StoreError> {
     Ok(ReplayEvent {
         position: row.try_get(0)?,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use rusqlite::{Connection, OpenFlags, Row, ToSql};
 
-use crate::event::{ReplayEvent, REPLAY_COLUMNS};
+use crate::event::{ReplayEvent, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
 use crate::StoreError;
 
 /// Connections kept open between reads; more are opened while more readers
@@ -98,29 +98,20 @@ impl ReplayReaders {
 }
 
 fn select(connection: &Connection, page: &ReplayPage) -> Result<Vec<ReplayEvent>, StoreError> {
-    let (sql, params): (String, Vec<&dyn ToSql>) = match page {
+    // SQLite numbers `$1`, `$2`, … in the order they first appear, which is
+    // their order here: positional parameters bind to them.
+    let (sql, params): (&str, Vec<&dyn ToSql>) = match page {
         ReplayPage::Stream {
             stream,
             from_version,
             limit,
-        } => (
-            format!(
-                "SELECT {REPLAY_COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 \
-                 ORDER BY version LIMIT ?3"
-            ),
-            vec![stream, from_version, limit],
-        ),
+        } => (REPLAY_STREAM_PAGE, vec![stream, from_version, limit]),
         ReplayPage::All {
             after_position,
             limit,
-        } => (
-            format!(
-                "SELECT {REPLAY_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
-            ),
-            vec![after_position, limit],
-        ),
+        } => (REPLAY_LOG_PAGE, vec![after_position, limit]),
     };
-    let mut statement = connection.prepare_cached(&sql)?;
+    let mut statement = connection.prepare_cached(sql)?;
     let mut rows = statement.query(params.as_slice())?;
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
@@ -129,7 +120,7 @@ fn select(connection: &Connection, page: &ReplayPage) -> Result<Vec<ReplayEvent>
     Ok(events)
 }
 
-/// A row of [`REPLAY_COLUMNS`].
+/// A row of [`REPLAY_STREAM_PAGE`] or [`REPLAY_LOG_PAGE`].
 fn decode(row: &Row<'_>) -> Result<ReplayEvent, StoreError> {
     let position: i64 = row.get(0)?;
     let business_date = row.get_ref(6)?.as_str().map_err(rusqlite::Error::from)?;
