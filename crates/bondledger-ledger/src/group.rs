@@ -300,16 +300,21 @@ impl Ledger {
             .into_iter()
             .filter_map(|stored| Some((stored.caller_id.clone()?, stored)))
             .collect();
-        let mut books: HashMap<ManualNo, Book> = HashMap::new();
-        for manual in group.iter().flat_map(Request::manuals) {
-            if !books.contains_key(manual) {
-                let state = self
-                    .current_state(session, manual)
-                    .await
-                    .map_err(|_| FallBack("a manual not loaded"))?;
-                books.insert(manual.clone(), Book::loaded(state));
-            }
-        }
+        let mut met = HashSet::new();
+        let manuals: Vec<&ManualNo> = group
+            .iter()
+            .flat_map(Request::manuals)
+            .filter(|manual| met.insert(*manual))
+            .collect();
+        let states = self
+            .current_states(session, &manuals)
+            .await
+            .map_err(|_| FallBack("a manual not loaded"))?;
+        let mut books: HashMap<ManualNo, Book> = manuals
+            .into_iter()
+            .cloned()
+            .zip(states.into_iter().map(Book::loaded))
+            .collect();
         let mut taken: HashSet<String> = HashSet::new();
         let mut verdicts = Vec::with_capacity(group.len());
         for request in group {

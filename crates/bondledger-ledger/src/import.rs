@@ -263,6 +263,38 @@ impl Ledger {
         self.replay(manual.as_str(), AsOf::Latest).await
     }
 
+    /// As [`Ledger::current_state`] for each of `manuals` (distinct), the
+    /// versions of those kept read in one statement.
+    pub(crate) async fn current_states(
+        &self,
+        session: &mut dyn AppendSession,
+        manuals: &[&ManualNo],
+    ) -> Result<Vec<Option<ManualState>>, LedgerError> {
+        let cached: Vec<Option<Arc<ManualState>>> = manuals
+            .iter()
+            .map(|manual| self.states.get(manual))
+            .collect();
+        let kept: Vec<&str> = manuals
+            .iter()
+            .zip(&cached)
+            .filter(|(_, state)| state.is_some())
+            .map(|(manual, _)| manual.as_str())
+            .collect();
+        let mut versions = session.stream_versions(&kept).await?.into_iter();
+        let mut states = Vec::with_capacity(manuals.len());
+        for (manual, cached) in manuals.iter().zip(cached) {
+            if let Some(cached) = cached {
+                if versions.next() == Some(cached.version) {
+                    states.push(Some(ManualState::clone(&cached)));
+                    continue;
+                }
+                self.states.forget(manual);
+            }
+            states.push(self.replay(manual.as_str(), AsOf::Latest).await?);
+        }
+        Ok(states)
+    }
+
     /// Keeps the states of `books` once their appends have committed.
     pub(crate) fn keep_states(&self, books: HashMap<ManualNo, Book>) {
         for (manual, book) in books {

@@ -77,9 +77,29 @@ impl AppendPlan {
 /// from the transaction when a stream is first met (and recorded as a move of
 /// the plan), then moved on by [`AppendPlan::advance`].
 #[derive(Default)]
-struct PlannedHeads(HashMap<String, (StreamHead, [u8; 32])>);
+struct PlannedHeads {
+    met: HashMap<String, (StreamHead, [u8; 32])>,
+    /// Heads read ahead, all in one statement, not yet met.
+    read_ahead: HashMap<String, StreamHead>,
+}
 
 impl PlannedHeads {
+    /// Reads the heads of `streams` (distinct) at once, so that meeting them
+    /// costs no statement each.
+    async fn read_ahead<T>(
+        &mut self,
+        transaction: &mut T,
+        streams: &[&str],
+    ) -> Result<(), StoreError>
+    where
+        T: WriteTransaction + ?Sized,
+    {
+        let heads = transaction.stream_heads(streams).await?;
+        self.read_ahead
+            .extend(streams.iter().map(|stream| (*stream).to_owned()).zip(heads));
+        Ok(())
+    }
+
     async fn of<T>(
         &mut self,
         transaction: &mut T,
@@ -89,8 +109,15 @@ impl PlannedHeads {
     where
         T: WriteTransaction + ?Sized,
     {
-        if !self.0.contains_key(stream) {
-            let head = transaction.stream_head(stream).await?;
+        if !self.met.contains_key(stream) {
+            let head = match self.read_ahead.remove(stream) {
+                Some(head) => head,
+                None => transaction
+                    .stream_heads(&[stream])
+                    .await?
+                    .pop()
+                    .unwrap_or_else(|| unreachable!("one head a stream asked for")),
+            };
             let previous_hash = head_hash(stream, &head)?;
             plan.streams.push(StreamMove {
                 stream: stream.to_owned(),
@@ -98,10 +125,10 @@ impl PlannedHeads {
                 version: head.version,
                 hash: head.hash.clone().unwrap_or_default(),
             });
-            self.0.insert(stream.to_owned(), (head, previous_hash));
+            self.met.insert(stream.to_owned(), (head, previous_hash));
         }
         Ok(self
-            .0
+            .met
             .get_mut(stream)
             .unwrap_or_else(|| unreachable!("the head was read above")))
     }
@@ -124,7 +151,8 @@ pub(crate) trait WriteTransaction: Send {
         &mut self,
         caller_ids: &[String],
     ) -> Result<Vec<EventRow>, StoreError>;
-    async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError>;
+    /// The heads of `streams`, in the order asked.
+    async fn stream_heads(&mut self, streams: &[&str]) -> Result<Vec<StreamHead>, StoreError>;
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
 }
 
@@ -181,6 +209,12 @@ where
     let held = transaction.rows_by_caller_ids(&caller_ids).await?;
     let mut seen = SeenIds::new(&held);
     let mut heads = PlannedHeads::default();
+    heads
+        .read_ahead(
+            &mut *transaction,
+            &distinct_streams(prepared.iter().map(|(stream, _, _)| stream.as_str())),
+        )
+        .await?;
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(event_count),
@@ -221,6 +255,12 @@ where
         .collect())
 }
 
+/// Each of `streams` once, in the order first met.
+fn distinct_streams<'a>(streams: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut met = std::collections::HashSet::new();
+    streams.filter(|stream| met.insert(*stream)).collect()
+}
+
 /// Writes events exported from another ledger as they were: the same event ids, caller
 /// ids, versions, recorded times and so the same hashes. Positions continue this ledger's
 /// (in a whole-ledger restore into an empty ledger they come out as they were). Each
@@ -246,6 +286,12 @@ where
     // One plan for the whole call, whatever the streams: on a log whose streams
     // interleave, a plan per run of one stream would cost statements per event.
     let mut heads = PlannedHeads::default();
+    heads
+        .read_ahead(
+            &mut *transaction,
+            &distinct_streams(events.iter().map(|event| event.stream.as_str())),
+        )
+        .await?;
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(events.len()),

@@ -3,6 +3,7 @@
 //! The event log is partitioned by position (docs/adr/0003-partitioning.md): an
 //! append makes sure the partitions for its positions exist before it writes.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use crate::append::{
     append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
-    AppendPlan, LedgerHead, StreamHead, WriteTransaction,
+    AppendPlan, LedgerHead, StreamHead, StreamMove, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
 use crate::readmodel::EVENT_COLUMNS_E;
@@ -37,11 +38,18 @@ const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Rows per INSERT … SELECT FROM UNNEST: bounds one statement's size, not the append's.
 const INSERT_ROWS_PER_STATEMENT: usize = 10_000;
 const CALLER_IDS_PER_STATEMENT: usize = 10_000;
+/// Streams whose heads one statement reads or moves at most.
+const STREAMS_PER_STATEMENT: usize = 10_000;
 const VERIFY_PAGE_ROWS: i64 = 1_000;
 
 /// READ COMMITTED whatever the server's default: after waiting for the ledger_head lock,
-/// each statement must see what the previous appender committed.
-const BEGIN_APPEND: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+/// each statement must see what the previous appender committed. An append's statements
+/// have the same shape every time, but over the partitioned events table PostgreSQL
+/// would plan each execution afresh (a custom plan; a third of its time under many
+/// small appends): within an append transaction a prepared statement keeps its generic
+/// plan, which prunes partitions as it runs. Sent with BEGIN, it costs no round trip.
+const BEGIN_APPEND: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan";
 const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// How long making the next partition ahead of need waits for the locks it takes
@@ -441,11 +449,13 @@ impl AppendSession for PostgresSession {
         into_stored_events(select_by_caller_ids(&mut self.transaction, caller_ids).await?)
     }
 
-    #[tracing::instrument(name = "bondledger.store.session.stream_version", skip(self))]
-    async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError> {
-        Ok(select_stream_head(&mut self.transaction, stream)
+    #[tracing::instrument(name = "bondledger.store.session.stream_versions", skip_all, fields(streams = streams.len()))]
+    async fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<i64>, StoreError> {
+        Ok(select_stream_heads(&mut self.transaction, streams)
             .await?
-            .version)
+            .into_iter()
+            .map(|head| head.version)
+            .collect())
     }
 
     #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
@@ -494,8 +504,8 @@ impl WriteTransaction for PostgresSession {
         select_by_caller_ids(&mut self.transaction, caller_ids).await
     }
 
-    async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError> {
-        select_stream_head(&mut self.transaction, stream).await
+    async fn stream_heads(&mut self, streams: &[&str]) -> Result<Vec<StreamHead>, StoreError> {
+        select_stream_heads(&mut self.transaction, streams).await
     }
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
@@ -583,6 +593,39 @@ async fn select_stream_head(
     }
 }
 
+/// The heads of `streams` in the order asked, a statement for up to
+/// [`STREAMS_PER_STATEMENT`] of them.
+async fn select_stream_heads(
+    connection: &mut PgConnection,
+    streams: &[&str],
+) -> Result<Vec<StreamHead>, StoreError> {
+    let mut found: HashMap<String, StreamHead> = HashMap::with_capacity(streams.len());
+    for chunk in streams.chunks(STREAMS_PER_STATEMENT) {
+        let rows = sqlx::query(
+            "SELECT stream, version, head_hash FROM streams WHERE stream = ANY($1::text[])",
+        )
+        .bind(chunk)
+        .fetch_all(&mut *connection)
+        .await?;
+        for row in &rows {
+            let head = StreamHead {
+                version: row.try_get("version")?,
+                hash: Some(row.try_get("head_hash")?),
+            };
+            found.insert(row.try_get("stream")?, head);
+        }
+    }
+    Ok(streams
+        .iter()
+        .map(|stream| {
+            found.get(*stream).cloned().unwrap_or(StreamHead {
+                version: 0,
+                hash: None,
+            })
+        })
+        .collect())
+}
+
 async fn select_ledger_head(
     connection: &mut PgConnection,
     lock: bool,
@@ -599,86 +642,67 @@ async fn select_ledger_head(
     })
 }
 
+/// The plan in as few statements as its size allows: the first writes the stream heads,
+/// the ledger head and the first [`INSERT_ROWS_PER_STATEMENT`] events (a small append is
+/// one round trip); each further one more events.
 async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<(), StoreError> {
     let last = plan.last();
-    // The stream rows come first: events reference them.
-    for moved in &plan.streams {
-        if moved.previous_version == 0 {
-            sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES ($1, $2, $3)")
-                .bind(&moved.stream)
-                .bind(moved.version)
-                .bind(&moved.hash)
-                .execute(&mut *connection)
-                .await?;
-        } else {
-            let updated = sqlx::query(
-                "UPDATE streams SET version = $1, head_hash = $2 WHERE stream = $3 AND version = $4",
-            )
-            .bind(moved.version)
-            .bind(&moved.hash)
-            .bind(&moved.stream)
-            .bind(moved.previous_version)
-            .execute(&mut *connection)
-            .await?;
-            if updated.rows_affected() != 1 {
-                return Err(StoreError::Integrity(format!(
-                    "stream {}: its head moved while the ledger was locked",
-                    moved.stream
-                )));
-            }
-        }
+    let (created, moved): (Vec<&StreamMove>, Vec<&StreamMove>) = plan
+        .streams
+        .iter()
+        .partition(|moved| moved.previous_version == 0);
+    let mut chunks = plan.rows.chunks(INSERT_ROWS_PER_STATEMENT);
+    let first = chunks
+        .next()
+        .unwrap_or_else(|| unreachable!("a plan is written with rows"));
+    let columns = EventColumns::of(first);
+    let counts = columns
+        .bind(sqlx::query(WRITE_FIRST_STATEMENT))
+        .bind(
+            created
+                .iter()
+                .map(|m| m.stream.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(created.iter().map(|m| m.version).collect::<Vec<_>>())
+        .bind(created.iter().map(|m| m.hash.as_str()).collect::<Vec<_>>())
+        .bind(moved.iter().map(|m| m.stream.as_str()).collect::<Vec<_>>())
+        .bind(moved.iter().map(|m| m.version).collect::<Vec<_>>())
+        .bind(moved.iter().map(|m| m.hash.as_str()).collect::<Vec<_>>())
+        .bind(moved.iter().map(|m| m.previous_version).collect::<Vec<_>>())
+        .bind(last.position)
+        .bind(last.recorded_at)
+        .bind(plan.previous_position)
+        .fetch_one(&mut *connection)
+        .await?;
+    let moved_count: i64 = counts.try_get("moved")?;
+    if moved_count != moved.len() as i64 {
+        let streams: Vec<&str> = moved.iter().map(|m| m.stream.as_str()).collect();
+        return Err(StoreError::Integrity(format!(
+            "of streams {}, a head moved while the ledger was locked",
+            streams.join(", ")
+        )));
     }
-    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, chunk).await?;
-    }
-    let updated = sqlx::query(
-        "UPDATE ledger_head SET position = $1, recorded_at = $2 WHERE id = 1 AND position = $3",
-    )
-    .bind(last.position)
-    .bind(last.recorded_at)
-    .bind(plan.previous_position)
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() != 1 {
+    if counts.try_get::<i64, _>("head")? != 1 {
         return Err(StoreError::Integrity(
             "the ledger head moved while the ledger was locked".to_owned(),
         ));
     }
+    for chunk in chunks {
+        EventColumns::of(chunk)
+            .bind(sqlx::query(INSERT_EVENTS_STATEMENT))
+            .execute(&mut *connection)
+            .await?;
+    }
     Ok(())
 }
 
-/// One statement per chunk: columns travel as arrays and UNNEST turns them into rows,
-/// which go to the events and their ids to `event_keys`, where a taken event or
-/// caller id is refused.
-async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Result<(), StoreError> {
-    let mut positions = Vec::with_capacity(rows.len());
-    let mut event_ids = Vec::with_capacity(rows.len());
-    let mut caller_ids = Vec::with_capacity(rows.len());
-    let mut streams = Vec::with_capacity(rows.len());
-    let mut versions = Vec::with_capacity(rows.len());
-    let mut event_types = Vec::with_capacity(rows.len());
-    let mut schema_versions = Vec::with_capacity(rows.len());
-    let mut payloads = Vec::with_capacity(rows.len());
-    let mut metadata = Vec::with_capacity(rows.len());
-    let mut business_dates = Vec::with_capacity(rows.len());
-    let mut recorded_ats = Vec::with_capacity(rows.len());
-    let mut hashes = Vec::with_capacity(rows.len());
-    for row in rows {
-        positions.push(row.position);
-        event_ids.push(row.event_id);
-        caller_ids.push(row.caller_id.as_deref());
-        streams.push(row.stream.as_str());
-        versions.push(row.version);
-        event_types.push(row.event_type.as_str());
-        schema_versions.push(row.schema_version);
-        payloads.push(row.payload_json.as_str());
-        metadata.push(row.metadata_json.as_str());
-        business_dates.push(row.business_date);
-        recorded_ats.push(row.recorded_at);
-        hashes.push(row.hash.as_str());
-    }
-    sqlx::query(
-        "WITH rows AS ( \
+/// The events of a statement's rows as its first twelve parameters: UNNEST turns them
+/// into rows, which go to the events and their ids to `event_keys`, where a taken
+/// event or caller id is refused.
+macro_rules! events_from_parameters {
+    () => {
+        "rows AS ( \
              SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], \
                                   $6::text[], $7::integer[], $8::text[], $9::text[], $10::date[], \
                                   $11::timestamptz[], $12::text[]) \
@@ -687,28 +711,109 @@ async fn insert_events(connection: &mut PgConnection, rows: &[EventRow]) -> Resu
          ), keys AS ( \
              INSERT INTO event_keys (event_id, caller_id, position) \
              SELECT event_id, caller_id, position FROM rows \
-         ) \
-         INSERT INTO events (position, event_id, caller_id, stream, version, event_type, schema_version, \
+         )"
+    };
+}
+
+macro_rules! insert_events_from_rows {
+    () => {
+        "INSERT INTO events (position, event_id, caller_id, stream, version, event_type, schema_version, \
                              payload, metadata, business_date, recorded_at, hash) \
          SELECT position, event_id, caller_id, stream, version, event_type, schema_version, \
                 payload, metadata, business_date, recorded_at, hash \
-         FROM rows",
-    )
-    .bind(&positions)
-    .bind(&event_ids)
-    .bind(&caller_ids)
-    .bind(&streams)
-    .bind(&versions)
-    .bind(&event_types)
-    .bind(&schema_versions)
-    .bind(&payloads)
-    .bind(&metadata)
-    .bind(&business_dates)
-    .bind(&recorded_ats)
-    .bind(&hashes)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
+         FROM rows"
+    };
+}
+
+const INSERT_EVENTS_STATEMENT: &str = concat!(
+    "WITH ",
+    events_from_parameters!(),
+    " ",
+    insert_events_from_rows!()
+);
+
+/// Events as [`INSERT_EVENTS_STATEMENT`]; streams begun ($13–$15: stream, version,
+/// hash) and moved on ($16–$19: stream, version, hash, the version it was at, else
+/// left as it is and not counted); the ledger head to $20 and $21 from $22. Answers
+/// how many streams moved and whether the head did. Streams begun here are seen by
+/// the events' foreign key, which is checked at the statement's end.
+const WRITE_FIRST_STATEMENT: &str = concat!(
+    "WITH ",
+    events_from_parameters!(),
+    ", created AS ( \
+         INSERT INTO streams (stream, version, head_hash) \
+         SELECT * FROM UNNEST($13::text[], $14::bigint[], $15::text[]) \
+     ), moved AS ( \
+         UPDATE streams AS s SET version = m.version, head_hash = m.hash \
+         FROM UNNEST($16::text[], $17::bigint[], $18::text[], $19::bigint[]) \
+              AS m (stream, version, hash, previous) \
+         WHERE s.stream = m.stream AND s.version = m.previous \
+         RETURNING 1 \
+     ), head AS ( \
+         UPDATE ledger_head SET position = $20, recorded_at = $21 \
+         WHERE id = 1 AND position = $22 \
+         RETURNING 1 \
+     ), inserted AS (",
+    insert_events_from_rows!(),
+    ") SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM head) AS head"
+);
+
+/// The columns of some events, each an array.
+struct EventColumns<'a> {
+    positions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    caller_ids: Vec<Option<&'a str>>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    event_types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<&'a str>,
+    business_dates: Vec<NaiveDate>,
+    recorded_ats: Vec<DateTime<Utc>>,
+    hashes: Vec<&'a str>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(rows: &'a [EventRow]) -> Self {
+        EventColumns {
+            positions: rows.iter().map(|row| row.position).collect(),
+            event_ids: rows.iter().map(|row| row.event_id).collect(),
+            caller_ids: rows.iter().map(|row| row.caller_id.as_deref()).collect(),
+            streams: rows.iter().map(|row| row.stream.as_str()).collect(),
+            versions: rows.iter().map(|row| row.version).collect(),
+            event_types: rows.iter().map(|row| row.event_type.as_str()).collect(),
+            schema_versions: rows.iter().map(|row| row.schema_version).collect(),
+            payloads: rows.iter().map(|row| row.payload_json.as_str()).collect(),
+            metadata: rows.iter().map(|row| row.metadata_json.as_str()).collect(),
+            business_dates: rows.iter().map(|row| row.business_date).collect(),
+            recorded_ats: rows.iter().map(|row| row.recorded_at).collect(),
+            hashes: rows.iter().map(|row| row.hash.as_str()).collect(),
+        }
+    }
+
+    /// `query` with these columns bound as its parameters $1 to $12.
+    fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.positions)
+            .bind(self.event_ids)
+            .bind(self.caller_ids)
+            .bind(self.streams)
+            .bind(self.versions)
+            .bind(self.event_types)
+            .bind(self.schema_versions)
+            .bind(self.payloads)
+            .bind(self.metadata)
+            .bind(self.business_dates)
+            .bind(self.recorded_ats)
+            .bind(self.hashes)
+    }
 }
 
 async fn verify_stream(

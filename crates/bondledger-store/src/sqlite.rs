@@ -252,11 +252,13 @@ impl AppendSession for SqliteSession {
         into_stored_events(select_by_caller_ids(&mut self.transaction, caller_ids).await?)
     }
 
-    #[tracing::instrument(name = "bondledger.store.session.stream_version", skip(self))]
-    async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError> {
-        Ok(select_stream_head(&mut self.transaction, stream)
+    #[tracing::instrument(name = "bondledger.store.session.stream_versions", skip_all, fields(streams = streams.len()))]
+    async fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<i64>, StoreError> {
+        Ok(WriteTransaction::stream_heads(self, streams)
             .await?
-            .version)
+            .into_iter()
+            .map(|head| head.version)
+            .collect())
     }
 
     #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
@@ -303,8 +305,13 @@ impl WriteTransaction for SqliteSession {
         select_by_caller_ids(&mut self.transaction, caller_ids).await
     }
 
-    async fn stream_head(&mut self, stream: &str) -> Result<StreamHead, StoreError> {
-        select_stream_head(&mut self.transaction, stream).await
+    async fn stream_heads(&mut self, streams: &[&str]) -> Result<Vec<StreamHead>, StoreError> {
+        // In process: a statement each costs no round trip.
+        let mut heads = Vec::with_capacity(streams.len());
+        for stream in streams {
+            heads.push(select_stream_head(&mut self.transaction, stream).await?);
+        }
+        Ok(heads)
     }
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {

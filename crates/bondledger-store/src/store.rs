@@ -133,7 +133,14 @@ pub trait AppendSession: Send {
         caller_ids: &[String],
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError>;
+    /// The versions of `streams` in the order asked (0 for a stream not begun), in
+    /// one statement where a statement costs a round trip.
+    async fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<i64>, StoreError>;
+
+    async fn stream_version(&mut self, stream: &str) -> Result<i64, StoreError> {
+        let mut versions = self.stream_versions(&[stream]).await?;
+        Ok(versions.pop().unwrap_or(0))
+    }
 
     /// The position of the ledger's last event, this transaction's included; takes the
     /// append lock, so it cannot change before commit but through this session.
