@@ -156,6 +156,61 @@ fn as_of_each_version_equals_a_replay_of_the_prefix(ledger: TestLedger) {
     );
 }
 
+/// A snapshot keeps the state's per-sale records apart from the rest: a
+/// verify resumed from one still checks every sale's interest, and a balance,
+/// which leaves them unread, answers as a replay from the start does.
+fn snapshots_keep_the_sales_a_verify_checks(ledger: TestLedger) {
+    let sample = samples_dir().join("furniture-account-book.jsonl");
+    let text = std::fs::read_to_string(sample).expect("sample");
+    // fa-24 states its interest wrong: only its sale record can tell.
+    let wrong = text.replace("\"interest\":\"8.53\"", "\"interest\":\"1.00\"");
+    assert_ne!(wrong, text, "the sample's domestic sale states 8.53");
+    let file = ledger.file_text("sales.jsonl", &wrong);
+    ledger.expect(&["import", file.to_str().expect("utf-8 path")], 0);
+    let manual = "E44192600310";
+    let last = ledger.count(&format!(
+        "SELECT version FROM streams WHERE stream = '{manual}'"
+    ));
+    let answers = |ledger: &TestLedger| -> Vec<(Value, Value)> {
+        (1..=last)
+            .map(|version| {
+                let version = version.to_string();
+                (
+                    ledger.json(&["verify", manual, "--as-of-position", &version]),
+                    ledger.json(&["balance", manual, "--as-of-position", &version]),
+                )
+            })
+            .collect()
+    };
+    let output = ledger.run_with_env(
+        &["rebuild", "snapshots"],
+        &[("BONDLEDGER_SNAPSHOT_EVERY", "1")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(ledger.count("SELECT COUNT(*) FROM snapshots WHERE sales LIKE '%fa-24%'") > 0);
+    assert_eq!(
+        ledger.count("SELECT COUNT(*) FROM snapshots WHERE state LIKE '%duty_and_vat%'"),
+        0,
+        "no sale is in a snapshot's state"
+    );
+    let with_snapshots = answers(&ledger);
+    let (report, _) = with_snapshots.last().expect("events").clone();
+    let mismatch = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .any(|f| f["rule"] == "domestic_sale.interest_mismatch" && f.to_string().contains("fa-24"));
+    assert!(mismatch, "{report}");
+    ledger
+        .execute_sql("DELETE FROM snapshots")
+        .expect("snapshots can be dropped");
+    assert_eq!(
+        answers(&ledger),
+        with_snapshots,
+        "answers without snapshots"
+    );
+}
+
 fn audit_finds_a_tampered_read_model_row(ledger: TestLedger) {
     import_sample(&ledger);
     let out = ledger.expect(&["audit"], 0);
@@ -314,6 +369,7 @@ on_both_backends! {
     trace_draws_import_declarations_first_in_first_out;
     timeline_filters_return_exactly_their_events;
     as_of_each_version_equals_a_replay_of_the_prefix;
+    snapshots_keep_the_sales_a_verify_checks;
     audit_finds_a_tampered_read_model_row;
     a_rebuild_killed_half_way_resumes_without_applying_anything_twice;
     deadlines_show_what_is_due;

@@ -159,9 +159,9 @@ pub async fn balance(
         query.as_of_date.as_deref(),
     )
     .await?;
-    let state_then = caller.ledger().replay(&manual, as_of).await?;
-    let state_then = state_then.ok_or_else(|| ApiError::no_such_manual(&manual))?;
-    Ok(Json(balance_json(&state_then)))
+    let balances = caller.ledger().balances(&manual, as_of).await?;
+    let balances = balances.ok_or_else(|| ApiError::no_such_manual(&manual))?;
+    Ok(Json(balance_json(&balances)))
 }
 
 /// The verification report (核销, `verify --format json`).

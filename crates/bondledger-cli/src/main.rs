@@ -138,10 +138,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Balance { manual, as_of } => {
             let ledger = open_for_query(false).await?;
-            let Some(state) = ledger.replay(&manual, as_of.resolve()?).await? else {
+            let Some(balances) = ledger.balances(&manual, as_of.resolve()?).await? else {
                 return Ok(no_such_manual(&manual));
             };
-            output::print_balance(&state, cli.format);
+            output::print_balance(&balances, cli.format);
             Ok(exit::OK)
         }
         Command::History { manual, as_of } => {

@@ -6,7 +6,7 @@ use std::io::Write;
 use bondledger_domain::trace::TraceRow;
 use bondledger_domain::{format6, ManualState, Report};
 use bondledger_ledger::json::{balance_json, event_json, history_entry_json};
-use bondledger_ledger::{Deadline, HistoryEntry, TokenInfo};
+use bondledger_ledger::{Balances, Deadline, HistoryEntry, TokenInfo};
 use bondledger_store::StoredEvent;
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
@@ -188,17 +188,17 @@ pub fn print_report(report: &Report) {
     }
 }
 
-pub fn print_balance(state: &ManualState, format: Format) {
+pub fn print_balance(balances: &Balances, format: Format) {
     match format {
-        Format::Json => print_json(&balance_json(state)),
+        Format::Json => print_json(&balance_json(balances)),
         Format::Table | Format::Csv => {
-            let figures = state.figures();
+            let figures = balances.figures();
             outln!(
                 "Manual 手册 {} after event {}",
-                state.registration.manual,
-                state.version
+                balances.manual(),
+                balances.version()
             );
-            let mut balances = table(&[
+            let mut rows = table(&[
                 "item",
                 "HS",
                 "name 品名",
@@ -206,9 +206,9 @@ pub fn print_balance(state: &ManualState, format: Format) {
                 "balance 结余",
                 "at contractors 外发",
             ]);
-            for m in state.registration.materials.values() {
+            for m in balances.materials() {
                 let f = figures.get(&m.item);
-                balances.add_row(vec![
+                rows.add_row(vec![
                     m.item.to_string(),
                     m.hs.to_string(),
                     m.name.clone(),
@@ -217,8 +217,8 @@ pub fn print_balance(state: &ManualState, format: Format) {
                     format6(f.map_or(Decimal::ZERO, |f| f.at_contractors)),
                 ]);
             }
-            align_numbers(&mut balances, 4);
-            outln!("{balances}");
+            align_numbers(&mut rows, 4);
+            outln!("{rows}");
         }
     }
 }

@@ -91,6 +91,11 @@ impl Replay {
         self.state.as_ref()
     }
 
+    /// The state as a snapshot keeps it (see [`ManualState::to_snapshot`]).
+    pub fn snapshot(&mut self) -> Option<serde_json::Result<crate::state::SnapshotText>> {
+        self.state.as_mut().map(ManualState::to_snapshot)
+    }
+
     pub fn into_state(self) -> Option<ManualState> {
         self.state
     }

@@ -563,6 +563,16 @@ pub struct ManualState {
     pub sales: Vec<SaleRecord>,
 }
 
+/// A state as a snapshot keeps it: the state's JSON without its per-sale
+/// records, and those records' JSON apart. They are most of a long manual's
+/// state and only verification reads them, so a balance as of some event
+/// reads a fraction of the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotText {
+    pub state: String,
+    pub sales: String,
+}
+
 /// The figures of one material (domain §3), exact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaterialFigures {
@@ -612,6 +622,30 @@ impl ManualState {
             carryovers: Vec::new(),
             sales: Vec::new(),
         }
+    }
+
+    /// The state as a snapshot keeps it ([`SnapshotText`]). Takes `&mut` only
+    /// to lift the sales out while the rest is written; they are put back.
+    pub fn to_snapshot(&mut self) -> serde_json::Result<SnapshotText> {
+        let sales = std::mem::take(&mut self.sales);
+        let state = serde_json::to_string(self);
+        self.sales = sales;
+        Ok(SnapshotText {
+            state: state?,
+            sales: serde_json::to_string(&self.sales)?,
+        })
+    }
+
+    /// A state from a snapshot's texts: `sales` are its per-sale records
+    /// kept apart. Without them the state has the sales its own text holds:
+    /// all of them in a snapshot written before they were kept apart, none in
+    /// one written since (enough for balances, not for verification).
+    pub fn from_snapshot(state: &str, sales: Option<&str>) -> serde_json::Result<ManualState> {
+        let mut restored: ManualState = serde_json::from_str(state)?;
+        if let Some(sales) = sales {
+            restored.sales = serde_json::from_str(sales)?;
+        }
+        Ok(restored)
     }
 
     pub fn is_account_book(&self) -> bool {

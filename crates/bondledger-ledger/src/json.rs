@@ -3,23 +3,21 @@
 
 use std::collections::BTreeMap;
 
+use bondledger_domain::format6;
 use bondledger_domain::movement::ItemNo;
-use bondledger_domain::{format6, ManualState};
 use bondledger_store::readmodel::ManualRow;
 use bondledger_store::StoredEvent;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
-use crate::{Deadline, HistoryEntry, IssuedToken, TokenInfo};
+use crate::{Balances, Deadline, HistoryEntry, IssuedToken, TokenInfo};
 
 /// `balance --format json`: every material's balance (its expected
 /// remaining) and what is at contractors.
-pub fn balance_json(state: &ManualState) -> Value {
-    let figures = state.figures();
-    let materials: Vec<Value> = state
-        .registration
-        .materials
-        .values()
+pub fn balance_json(balances: &Balances) -> Value {
+    let figures = balances.figures();
+    let materials: Vec<Value> = balances
+        .materials()
         .map(|m| {
             let f = figures.get(&m.item);
             json!({
@@ -29,7 +27,7 @@ pub fn balance_json(state: &ManualState) -> Value {
             })
         })
         .collect();
-    json!({"manual": state.registration.manual.as_str(), "materials": materials})
+    json!({"manual": balances.manual().as_str(), "materials": materials})
 }
 
 /// The JSON object of one event (`history` and `timeline`): its place in

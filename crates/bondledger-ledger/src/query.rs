@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bondledger_domain::movement::ItemNo;
+use bondledger_domain::state::{MaterialFigures, MaterialItem};
 use bondledger_domain::{
     verify, ManualNo, ManualState, RecordedMovement, Replay, Report, VerifyOptions,
 };
@@ -93,6 +94,41 @@ pub(crate) fn decode(stored: &StoredEvent) -> Result<RecordedMovement, LedgerErr
     bondledger_projections::decode(stored).map_err(LedgerError::from)
 }
 
+/// Whether a replay from a snapshot reads its per-sale records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sales {
+    Read,
+    /// Left out: the state is complete but for its sales, which only
+    /// verification reads.
+    Left,
+}
+
+/// A manual's balances as of some event ([`Ledger::balances`]): its state,
+/// which may lack the per-sale records, so it is no ground for verification.
+#[derive(Debug, Clone)]
+pub struct Balances(ManualState);
+
+impl Balances {
+    pub fn manual(&self) -> &ManualNo {
+        &self.0.registration.manual
+    }
+
+    /// The version of the manual's stream the balances are after.
+    pub fn version(&self) -> i64 {
+        self.0.version
+    }
+
+    /// The registered materials, by item.
+    pub fn materials(&self) -> impl Iterator<Item = &MaterialItem> {
+        self.0.registration.materials.values()
+    }
+
+    /// Every material's figures (domain §3).
+    pub fn figures(&self) -> BTreeMap<ItemNo, MaterialFigures> {
+        self.0.figures()
+    }
+}
+
 impl Ledger {
     /// A manual's state as of `as_of`, or `None` if there is no such
     /// manual (then). It starts from the latest usable snapshot and reads
@@ -104,9 +140,29 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
     ) -> Result<Option<ManualState>, LedgerError> {
-        let start = self.start_from_snapshot(manual, as_of, i64::MAX).await?;
+        let start = self
+            .start_from_snapshot(manual, as_of, i64::MAX, Sales::Read)
+            .await?;
         self.replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
             .await
+    }
+
+    /// A manual's balances as of `as_of`, or `None` if there is no such
+    /// manual (then): as [`Ledger::replay`], but a snapshot's per-sale
+    /// records, which balances do not need, are not read.
+    #[tracing::instrument(name = "bondledger.ledger.balances", skip(self))]
+    pub async fn balances(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+    ) -> Result<Option<Balances>, LedgerError> {
+        let start = self
+            .start_from_snapshot(manual, as_of, i64::MAX, Sales::Left)
+            .await?;
+        let state = self
+            .replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
+            .await?;
+        Ok(state.map(Balances))
     }
 
     /// As [`Ledger::replay`], from the latest usable snapshot at or before
@@ -119,7 +175,9 @@ impl Ledger {
         version: i64,
         each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) -> ControlFlow<()> + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
-        let start = self.start_from_snapshot(manual, as_of, version).await?;
+        let start = self
+            .start_from_snapshot(manual, as_of, version, Sales::Read)
+            .await?;
         self.replay_from(manual, as_of, start, each).await
     }
 
@@ -212,6 +270,7 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
         version_cap: i64,
+        sales: Sales,
     ) -> Result<(Replay, i64), LedgerError> {
         let date_limit = match as_of {
             AsOf::Date(date) => Some(date),
@@ -225,13 +284,19 @@ impl Ledger {
         };
         let Some(snapshot) = self
             .reads
-            .latest_snapshot(manual, max_version, date_limit, max_recorded)
+            .latest_snapshot(
+                manual,
+                max_version,
+                date_limit,
+                max_recorded,
+                sales == Sales::Read,
+            )
             .await?
         else {
             return Ok(fresh);
         };
         // A snapshot is a cache: one that cannot be read is passed over.
-        match serde_json::from_str::<ManualState>(&snapshot.state) {
+        match ManualState::from_snapshot(&snapshot.state, snapshot.sales.as_deref()) {
             Ok(state) => Ok((Replay::resume(state, date_limit), snapshot.version + 1)),
             Err(error) => {
                 tracing::warn!(manual, version = snapshot.version, %error, "snapshot unreadable; replaying from the start");

@@ -269,9 +269,8 @@ impl Runner {
                         .map_or(stored.business_date, |d| d.max(stored.business_date)),
                 );
                 if name == "snapshots" && stored.version % every == 0 {
-                    if let (Some(state), Some(max_date)) = (manual.replay.state(), manual.max_date)
-                    {
-                        changes.extend(rows::snapshot(stored, state, max_date));
+                    if let Some(max_date) = manual.max_date {
+                        changes.extend(rows::snapshot(stored, &mut manual.replay, max_date));
                     }
                 }
                 if !touched.contains(&stored.stream) {
@@ -350,11 +349,13 @@ impl Runner {
         let mut next_version = 1;
         if let Some(snapshot) = self
             .store
-            .latest_snapshot(manual, i64::MAX, None, None)
+            .latest_snapshot(manual, i64::MAX, None, None, true)
             .await?
         {
             if snapshot.position <= position {
-                if let Ok(state) = serde_json::from_str::<ManualState>(&snapshot.state) {
+                if let Ok(state) =
+                    ManualState::from_snapshot(&snapshot.state, snapshot.sales.as_deref())
+                {
                     replay = Replay::from_state(state);
                     max_date = Some(snapshot.max_date);
                     next_version = snapshot.version + 1;

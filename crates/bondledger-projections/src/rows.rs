@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use bondledger_domain::movement::{Book, ItemNo, Movement};
 use bondledger_domain::verify::report_deadline;
-use bondledger_domain::{format6, verify, ManualState, RecordedMovement, VerifyOptions};
+use bondledger_domain::{format6, verify, ManualState, RecordedMovement, Replay, VerifyOptions};
 use bondledger_store::readmodel::{
     BalanceRow, CarryoverRow, Change, DeadlineRow, ManualAmendment, ManualRow, ManualRows,
     SnapshotRow, TimelineRow,
@@ -222,21 +222,22 @@ fn items_named(movement: &Movement) -> (Vec<ItemNo>, Vec<ItemNo>) {
     (materials, products)
 }
 
-/// A snapshot of the state after `stored`.
+/// A snapshot of the state after `stored`, as `replay` holds it.
 pub(crate) fn snapshot(
     stored: &ReplayEvent,
-    state: &ManualState,
+    replay: &mut Replay,
     max_date: NaiveDate,
 ) -> Option<Change> {
     // A state that cannot be written is simply not cached.
-    let state = serde_json::to_string(state).ok()?;
+    let text = replay.snapshot()?.ok()?;
     Some(Change::Snapshot(SnapshotRow {
         manual: stored.stream.clone(),
         version: stored.version,
         position: stored.position,
         max_date,
         recorded_at: stored.recorded_at,
-        state,
+        state: text.state,
+        sales: Some(text.sales),
     }))
 }
 

@@ -129,6 +129,9 @@ pub struct SnapshotRow {
     pub max_date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
     pub state: String,
+    /// The state's per-sale records, kept apart from `state` (None when the
+    /// snapshot was written before they were, or when a read left them out).
+    pub sales: Option<String>,
 }
 
 /// Everything one manual's state-derived rows are replaced with.
@@ -255,13 +258,15 @@ pub trait ReadModels: Send + Sync {
 
     /// The latest snapshot of `manual` at or below `max_version` whose
     /// events are all dated on or before `max_date` and were all recorded by
-    /// `max_recorded`, where those are given.
+    /// `max_recorded`, where those are given; its per-sale records only
+    /// `with_sales`.
     async fn latest_snapshot(
         &self,
         manual: &str,
         max_version: i64,
         max_date: Option<NaiveDate>,
         max_recorded: Option<DateTime<Utc>>,
+        with_sales: bool,
     ) -> Result<Option<SnapshotRow>, StoreError>;
 }
 
@@ -523,13 +528,14 @@ macro_rules! impl_read_models {
                         Change::Timeline(t) => timeline.push(t),
                         Change::Snapshot(s) => {
                             sqlx::query(
-                                "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state) \
-                                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (manual, version) DO NOTHING",
+                                "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state, sales) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (manual, version) DO NOTHING",
                             )
                             .bind(&s.manual).bind(s.version).bind(s.position)
                             .bind($crate::chain::format_business_date(&s.max_date))
                             .bind($crate::chain::format_recorded_at(&s.recorded_at))
                             .bind(&s.state)
+                            .bind(&s.sales)
                             .execute(&mut *tx).await?;
                         }
                     }
@@ -743,12 +749,20 @@ macro_rules! impl_read_models {
                 max_version: i64,
                 max_date: Option<NaiveDate>,
                 max_recorded: Option<DateTime<Utc>>,
+                with_sales: bool,
             ) -> Result<Option<$crate::readmodel::SnapshotRow>, $crate::StoreError> {
-                let row: Option<(String, i64, i64, String, String, String)> = sqlx::query_as(
-                    "SELECT manual, version, position, max_date, recorded_at, state FROM snapshots \
+                // The sales column comes last: a row read without it does not
+                // read the pages it overflows to.
+                let sql = if with_sales {
+                    "SELECT manual, version, position, max_date, recorded_at, state, sales FROM snapshots \
                      WHERE manual = $1 AND version <= $2 AND ($3 IS NULL OR max_date <= $3) AND ($4 IS NULL OR recorded_at <= $4) \
-                     ORDER BY version DESC LIMIT 1",
-                )
+                     ORDER BY version DESC LIMIT 1"
+                } else {
+                    "SELECT manual, version, position, max_date, recorded_at, state, CAST(NULL AS TEXT) AS sales FROM snapshots \
+                     WHERE manual = $1 AND version <= $2 AND ($3 IS NULL OR max_date <= $3) AND ($4 IS NULL OR recorded_at <= $4) \
+                     ORDER BY version DESC LIMIT 1"
+                };
+                let row: Option<(String, i64, i64, String, String, String, Option<String>)> = sqlx::query_as(sql)
                 .bind(manual)
                 .bind(max_version)
                 .bind(max_date.as_ref().map($crate::chain::format_business_date))
@@ -764,6 +778,7 @@ macro_rules! impl_read_models {
                     max_date: NaiveDate::parse_from_str(&r.3, "%Y-%m-%d").map_err(|_| integrity("max_date"))?,
                     recorded_at: DateTime::parse_from_rfc3339(&r.4).map_err(|_| integrity("recorded_at"))?.with_timezone(&Utc),
                     state: r.5,
+                    sales: r.6,
                 }))
             }
         }

@@ -188,7 +188,7 @@ fn high_water_mark_kib(status: &str) -> Option<u64> {
 }
 
 /// The balance as of a random position of one manual of `scale` events,
-/// through `Ledger::replay` with snapshots present: p50 and p99.
+/// through `Ledger::balances` with snapshots present: p50 and p99.
 pub async fn as_of(
     ledger: &Ledger,
     scale: usize,
@@ -207,11 +207,11 @@ pub async fn as_of(
     for _ in 0..queries {
         let position = 1 + (random.next() % events as u64) as i64;
         let started = Instant::now();
-        let state = ledger
-            .replay(&manual, AsOf::Version(position))
+        let balances = ledger
+            .balances(&manual, AsOf::Version(position))
             .await?
             .context("the manual vanished")?;
-        let balance = bondledger_ledger::json::balance_json(&state);
+        let balance = bondledger_ledger::json::balance_json(&balances);
         samples.push(started.elapsed());
         anyhow::ensure!(
             balance["materials"].is_array(),
