@@ -899,6 +899,11 @@ fn within_limits_by_length(text: &str) -> bool {
     if !text.starts_with('{') {
         return false;
     }
+    // No string of a text this short can be longer, nor can it hold as many
+    // entries (most movements are).
+    if text.len() <= MAX_TEXT_CHARS {
+        return true;
+    }
     let mut commas = 0_usize;
     let mut in_string = false;
     let mut escaped = false;

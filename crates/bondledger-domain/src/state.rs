@@ -1063,8 +1063,19 @@ impl ManualState {
             events.retain(|e| e != event);
         }
         self.unconverted.retain(|_, events| !events.is_empty());
-        self.carryovers.retain(|c| c.event != event);
-        self.sales.retain(|s| s.event != event);
+        // Only the kind of movement that made a record looks for it, and by
+        // its date first: the lists are long in a long period, reversals many.
+        let date = target.date;
+        match movement {
+            Movement::CarryoverOut(_) | Movement::CarryoverIn(_) => {
+                self.carryovers
+                    .retain(|c| c.date != date || c.event != event);
+            }
+            Movement::DomesticSale(_) => {
+                self.sales.retain(|s| s.date != date || s.event != event);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -1808,6 +1808,26 @@ fn domestic_sale_interest_mismatch_is_found_more_than_a_fen_from_the_computed_in
     }
 }
 
+/// A sale reversed is no longer judged: its record goes with it, however
+/// many sales stand beside it.
+#[test]
+fn domestic_sale_interest_mismatch_is_not_found_on_a_reversed_sale() {
+    let other = domestic_sale(PURCHASED, &[(2, "1")], &[])
+        .with("duty", "1.00")
+        .with("vat", "1.00")
+        .with("interest_rate", "0.0035")
+        .with("interest", "9.99")
+        .id("p-other-sale");
+    let ledger = given(lines([
+        masterbatch_sold_with_interest("0"),
+        vec![other, reversal(PURCHASED, "p-sale")],
+    ]))
+    .ledger;
+    let found = findings_of(&ledger, PURCHASED, RuleId::DomesticSaleInterestMismatch);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].to_string().contains("p-other-sale"), "{found:?}");
+}
+
 /// Interest runs from the first import still standing: with the imports of
 /// 2026-01-22 reversed, from the one of 2026-02-01 — 108 days to the sale,
 /// (136.50 + 372.05) × 108 × 0.0035 ÷ 360 = 0.533977…, which is 0.53.
