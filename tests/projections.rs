@@ -156,16 +156,25 @@ fn as_of_each_version_equals_a_replay_of_the_prefix(ledger: TestLedger) {
     );
 }
 
-/// A snapshot keeps the state's per-sale records apart from the rest: a
-/// verify resumed from one still checks every sale's interest, and a balance,
-/// which leaves them unread, answers as a replay from the start does.
+/// A snapshot keeps the state's per-sale records apart, each written once: a
+/// verify resumed from one still checks every sale's interest (and no longer
+/// a reversed one's), and a balance, which leaves them unread, answers as a
+/// replay from the start does.
 fn snapshots_keep_the_sales_a_verify_checks(ledger: TestLedger) {
     let sample = samples_dir().join("furniture-account-book.jsonl");
     let text = std::fs::read_to_string(sample).expect("sample");
-    // fa-24 states its interest wrong: only its sale record can tell.
-    let wrong = text.replace("\"interest\":\"8.53\"", "\"interest\":\"1.00\"");
-    assert_ne!(wrong, text, "the sample's domestic sale states 8.53");
-    let file = ledger.file_text("sales.jsonl", &wrong);
+    // fa-24 states its interest wrong (only its sale record can tell), and
+    // is reversed the next day.
+    let reversal = r#"{"id":"fa-24-rev","type":"reversed","manual":"E44192600310","date":"2026-09-02","event":"fa-24","reason":"录入错误"}"#;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        lines.push(line.replace("\"interest\":\"8.53\"", "\"interest\":\"1.00\""));
+        if line.contains("\"id\":\"fa-24\"") {
+            lines.push(reversal.to_owned());
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("\"interest\":\"1.00\"")));
+    let file = ledger.file_text("sales.jsonl", &(lines.join("\n") + "\n"));
     ledger.expect(&["import", file.to_str().expect("utf-8 path")], 0);
     let manual = "E44192600310";
     let last = ledger.count(&format!(
@@ -187,20 +196,32 @@ fn snapshots_keep_the_sales_a_verify_checks(ledger: TestLedger) {
         &[("BONDLEDGER_SNAPSHOT_EVERY", "1")],
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    assert!(ledger.count("SELECT COUNT(*) FROM snapshots WHERE sales LIKE '%fa-24%'") > 0);
+    assert_eq!(
+        ledger.count(
+            "SELECT COUNT(*) FROM snapshot_sales WHERE event = 'fa-24' AND removed_at IS NOT NULL"
+        ),
+        1,
+        "the sale's record, written once, gone with its reversal"
+    );
     assert_eq!(
         ledger.count("SELECT COUNT(*) FROM snapshots WHERE state LIKE '%duty_and_vat%'"),
         0,
         "no sale is in a snapshot's state"
     );
     let with_snapshots = answers(&ledger);
-    let (report, _) = with_snapshots.last().expect("events").clone();
-    let mismatch = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .any(|f| f["rule"] == "domestic_sale.interest_mismatch" && f.to_string().contains("fa-24"));
-    assert!(mismatch, "{report}");
+    let mismatch = |report: &Value| {
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["rule"] == "domestic_sale.interest_mismatch" && f["event"] == "fa-24")
+    };
+    assert!(
+        with_snapshots.iter().any(|(report, _)| mismatch(report)),
+        "the sale's interest is found wrong while it stands"
+    );
+    let (last_report, _) = with_snapshots.last().expect("events");
+    assert!(!mismatch(last_report), "{last_report}");
     ledger
         .execute_sql("DELETE FROM snapshots")
         .expect("snapshots can be dropped");

@@ -91,8 +91,8 @@ impl Replay {
         self.state.as_ref()
     }
 
-    /// The state as a snapshot keeps it (see [`ManualState::to_snapshot`]).
-    pub fn snapshot(&mut self) -> Option<serde_json::Result<crate::state::SnapshotText>> {
+    /// The state's JSON as a snapshot keeps it (see [`ManualState::to_snapshot`]).
+    pub fn snapshot(&mut self) -> Option<serde_json::Result<String>> {
         self.state.as_mut().map(ManualState::to_snapshot)
     }
 

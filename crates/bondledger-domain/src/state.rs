@@ -563,16 +563,6 @@ pub struct ManualState {
     pub sales: Vec<SaleRecord>,
 }
 
-/// A state as a snapshot keeps it: the state's JSON without its per-sale
-/// records, and those records' JSON apart. They are most of a long manual's
-/// state and only verification reads them, so a balance as of some event
-/// reads a fraction of the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotText {
-    pub state: String,
-    pub sales: String,
-}
-
 /// The figures of one material (domain §3), exact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaterialFigures {
@@ -624,26 +614,29 @@ impl ManualState {
         }
     }
 
-    /// The state as a snapshot keeps it ([`SnapshotText`]). Takes `&mut` only
-    /// to lift the sales out while the rest is written; they are put back.
-    pub fn to_snapshot(&mut self) -> serde_json::Result<SnapshotText> {
+    /// The state's JSON as a snapshot keeps it: without its per-sale
+    /// records, which are most of a long manual's state and are kept apart,
+    /// each once (see [`ManualState::from_snapshot`]). Takes `&mut` only to
+    /// lift them out while the rest is written; they are put back.
+    pub fn to_snapshot(&mut self) -> serde_json::Result<String> {
         let sales = std::mem::take(&mut self.sales);
         let state = serde_json::to_string(self);
         self.sales = sales;
-        Ok(SnapshotText {
-            state: state?,
-            sales: serde_json::to_string(&self.sales)?,
-        })
+        state
     }
 
-    /// A state from a snapshot's texts: `sales` are its per-sale records
-    /// kept apart. Without them the state has the sales its own text holds:
-    /// all of them in a snapshot written before they were kept apart, none in
-    /// one written since (enough for balances, not for verification).
-    pub fn from_snapshot(state: &str, sales: Option<&str>) -> serde_json::Result<ManualState> {
+    /// A state from a snapshot's JSON and its per-sale records (each a
+    /// [`SaleRecord`]'s JSON, in order). A snapshot written before the
+    /// records were kept apart holds them in its state and has none apart;
+    /// without `sales` the state has none (enough for balances, not for
+    /// verification).
+    pub fn from_snapshot(state: &str, sales: Option<&[String]>) -> serde_json::Result<ManualState> {
         let mut restored: ManualState = serde_json::from_str(state)?;
-        if let Some(sales) = sales {
-            restored.sales = serde_json::from_str(sales)?;
+        if let Some(sales) = sales.filter(|sales| !sales.is_empty()) {
+            restored.sales = sales
+                .iter()
+                .map(|record| serde_json::from_str(record))
+                .collect::<serde_json::Result<_>>()?;
         }
         Ok(restored)
     }

@@ -97,7 +97,7 @@ impl Runner {
         let manual = state.registration.manual.to_string();
         let Some(snapshot) = self
             .store
-            .latest_snapshot(&manual, version, None, None, true)
+            .latest_snapshot(&manual, version, None, None)
             .await?
         else {
             return Ok(());
@@ -105,8 +105,9 @@ impl Runner {
         if snapshot.version != version {
             return Ok(());
         }
-        let same = ManualState::from_snapshot(&snapshot.state, snapshot.sales.as_deref())
-            .is_ok_and(|s| &s == state);
+        let sales = self.store.snapshot_sales(&manual, version).await?;
+        let same =
+            ManualState::from_snapshot(&snapshot.state, Some(&sales)).is_ok_and(|s| &s == state);
         if !same {
             breaks.push(ProjectionBreak {
                 projection: "snapshots",

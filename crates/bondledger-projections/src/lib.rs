@@ -10,7 +10,7 @@
 mod audit;
 mod rows;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bondledger_domain::{ManualState, RecordedMovement, Replay};
@@ -163,6 +163,9 @@ struct Followed {
     /// The manual's rows as this runner last committed them (`manuals`):
     /// the next page writes only what changed since.
     written: Option<ManualRows>,
+    /// The events whose per-sale records the manual's last snapshot holds
+    /// (`snapshots`): the next snapshot writes only what changed since.
+    sales_written: HashSet<String>,
 }
 
 /// A page of the log being read.
@@ -249,7 +252,15 @@ impl Runner {
             let mut touched = Vec::new();
             for stored in &page {
                 if !followed.contains_key(&stored.stream) {
-                    let loaded = self.load(&stored.stream, checkpoint).await?;
+                    let mut loaded = self.load(&stored.stream, checkpoint).await?;
+                    if name == "snapshots" {
+                        loaded.sales_written = self
+                            .store
+                            .standing_snapshot_sales(&stored.stream)
+                            .await?
+                            .into_iter()
+                            .collect();
+                    }
                     followed.insert(stored.stream.clone(), loaded);
                 }
                 let Some(manual) = followed.get_mut(&stored.stream) else {
@@ -270,7 +281,12 @@ impl Runner {
                 );
                 if name == "snapshots" && stored.version % every == 0 {
                     if let Some(max_date) = manual.max_date {
-                        changes.extend(rows::snapshot(stored, &mut manual.replay, max_date));
+                        changes.extend(rows::snapshot(
+                            stored,
+                            &mut manual.replay,
+                            max_date,
+                            &mut manual.sales_written,
+                        ));
                     }
                 }
                 if !touched.contains(&stored.stream) {
@@ -349,13 +365,12 @@ impl Runner {
         let mut next_version = 1;
         if let Some(snapshot) = self
             .store
-            .latest_snapshot(manual, i64::MAX, None, None, true)
+            .latest_snapshot(manual, i64::MAX, None, None)
             .await?
         {
             if snapshot.position <= position {
-                if let Ok(state) =
-                    ManualState::from_snapshot(&snapshot.state, snapshot.sales.as_deref())
-                {
+                let sales = self.store.snapshot_sales(manual, snapshot.version).await?;
+                if let Ok(state) = ManualState::from_snapshot(&snapshot.state, Some(&sales)) {
                     replay = Replay::from_state(state);
                     max_date = Some(snapshot.max_date);
                     next_version = snapshot.version + 1;
@@ -389,6 +404,7 @@ impl Runner {
             replay,
             max_date,
             written: None,
+            sales_written: HashSet::new(),
         })
     }
 }

@@ -7,7 +7,7 @@ use bondledger_domain::verify::report_deadline;
 use bondledger_domain::{format6, verify, ManualState, RecordedMovement, Replay, VerifyOptions};
 use bondledger_store::readmodel::{
     BalanceRow, CarryoverRow, Change, DeadlineRow, ManualAmendment, ManualRow, ManualRows,
-    SnapshotRow, TimelineRow,
+    SnapshotRow, SnapshotSales, TimelineRow,
 };
 use bondledger_store::ReplayEvent;
 use chrono::NaiveDate;
@@ -222,23 +222,77 @@ fn items_named(movement: &Movement) -> (Vec<ItemNo>, Vec<ItemNo>) {
     (materials, products)
 }
 
-/// A snapshot of the state after `stored`, as `replay` holds it.
+/// A snapshot of the state after `stored`, as `replay` holds it, and what
+/// it changes in the manual's per-sale records, of which `written` are the
+/// events standing as the last snapshot left them (moved on).
 pub(crate) fn snapshot(
     stored: &ReplayEvent,
     replay: &mut Replay,
     max_date: NaiveDate,
-) -> Option<Change> {
+    written: &mut HashSet<String>,
+) -> Vec<Change> {
     // A state that cannot be written is simply not cached.
-    let text = replay.snapshot()?.ok()?;
-    Some(Change::Snapshot(SnapshotRow {
+    let Some(Ok(state_text)) = replay.snapshot() else {
+        return Vec::new();
+    };
+    let Some(state) = replay.state() else {
+        return Vec::new();
+    };
+    let Some(sales) = sales_since(stored, state, written) else {
+        return Vec::new();
+    };
+    let mut changes = vec![Change::Snapshot(SnapshotRow {
         manual: stored.stream.clone(),
         version: stored.version,
         position: stored.position,
         max_date,
         recorded_at: stored.recorded_at,
-        state: text.state,
-        sales: Some(text.sales),
-    }))
+        state: state_text,
+    })];
+    if !sales.added.is_empty() || !sales.removed.is_empty() {
+        changes.push(Change::SnapshotSales(sales));
+    }
+    changes
+}
+
+/// The per-sale records of `state` added and removed since those `written`,
+/// which it moves on. A sale is only ever added at the end of the list, so
+/// the new ones are those after the last one written; any written one not
+/// before it is gone (reversed, or a period closed).
+fn sales_since(
+    stored: &ReplayEvent,
+    state: &ManualState,
+    written: &mut HashSet<String>,
+) -> Option<SnapshotSales> {
+    let sales = &state.sales;
+    let new_from = sales
+        .iter()
+        .rposition(|sale| written.contains(&sale.event))
+        .map_or(0, |last| last + 1);
+    let removed: Vec<String> = if new_from == written.len() {
+        Vec::new()
+    } else {
+        let standing: HashSet<&str> = sales[..new_from].iter().map(|s| s.event.as_str()).collect();
+        written
+            .iter()
+            .filter(|event| !standing.contains(event.as_str()))
+            .cloned()
+            .collect()
+    };
+    let mut added = Vec::with_capacity(sales.len() - new_from);
+    for sale in &sales[new_from..] {
+        added.push((sale.event.clone(), serde_json::to_string(sale).ok()?));
+    }
+    for event in &removed {
+        written.remove(event);
+    }
+    written.extend(added.iter().map(|(event, _)| event.clone()));
+    Some(SnapshotSales {
+        manual: stored.stream.clone(),
+        version: stored.version,
+        added,
+        removed,
+    })
 }
 
 /// What changed from `previous` (the rows last written for a manual) to

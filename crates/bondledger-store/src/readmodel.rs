@@ -129,9 +129,17 @@ pub struct SnapshotRow {
     pub max_date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
     pub state: String,
-    /// The state's per-sale records, kept apart from `state` (None when the
-    /// snapshot was written before they were, or when a read left them out).
-    pub sales: Option<String>,
+}
+
+/// What a snapshot of a manual at `version` changes in its per-sale records
+/// (table `snapshot_sales`): records added, in order (event, record), and
+/// events whose records are gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSales {
+    pub manual: String,
+    pub version: i64,
+    pub added: Vec<(String, String)>,
+    pub removed: Vec<String>,
 }
 
 /// Everything one manual's state-derived rows are replaced with.
@@ -168,6 +176,7 @@ pub enum Change {
     AmendManual(Box<ManualAmendment>),
     Timeline(TimelineRow),
     Snapshot(SnapshotRow),
+    SnapshotSales(SnapshotSales),
 }
 
 /// The rows of a projection over events `(from_position, to_position]`.
@@ -214,7 +223,7 @@ pub fn projection_tables(projection: &str) -> &'static [&'static str] {
     match projection {
         "manuals" => &["rm_manuals", "rm_balances", "rm_carryovers", "rm_deadlines"],
         "timeline" => &["rm_timeline", "rm_timeline_keys"],
-        "snapshots" => &["snapshots"],
+        "snapshots" => &["snapshots", "snapshot_sales"],
         _ => &[],
     }
 }
@@ -258,16 +267,21 @@ pub trait ReadModels: Send + Sync {
 
     /// The latest snapshot of `manual` at or below `max_version` whose
     /// events are all dated on or before `max_date` and were all recorded by
-    /// `max_recorded`, where those are given; its per-sale records only
-    /// `with_sales`.
+    /// `max_recorded`, where those are given.
     async fn latest_snapshot(
         &self,
         manual: &str,
         max_version: i64,
         max_date: Option<NaiveDate>,
         max_recorded: Option<DateTime<Utc>>,
-        with_sales: bool,
     ) -> Result<Option<SnapshotRow>, StoreError>;
+
+    /// The per-sale records (JSON texts, in order) of the snapshot of
+    /// `manual` at `version`: none for a snapshot that holds them in its state.
+    async fn snapshot_sales(&self, manual: &str, version: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The events whose per-sale records the latest snapshot of `manual` holds.
+    async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Implements [`ReadModels`] for a backend; `$write` and `$read` are pools,
@@ -528,15 +542,39 @@ macro_rules! impl_read_models {
                         Change::Timeline(t) => timeline.push(t),
                         Change::Snapshot(s) => {
                             sqlx::query(
-                                "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state, sales) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (manual, version) DO NOTHING",
+                                "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state) \
+                                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (manual, version) DO NOTHING",
                             )
                             .bind(&s.manual).bind(s.version).bind(s.position)
                             .bind($crate::chain::format_business_date(&s.max_date))
                             .bind($crate::chain::format_recorded_at(&s.recorded_at))
                             .bind(&s.state)
-                            .bind(&s.sales)
                             .execute(&mut *tx).await?;
+                        }
+                        Change::SnapshotSales(sales) => {
+                            let added: Vec<(usize, &(String, String))> = sales.added.iter().enumerate().collect();
+                            for chunk in added.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                                    "INSERT INTO snapshot_sales (manual, event, added_at, ordinal, record) ",
+                                );
+                                insert.push_values(chunk.iter(), |mut row, (ordinal, (event, record))| {
+                                    row.push_bind(&sales.manual).push_bind(event).push_bind(sales.version)
+                                        .push_bind(*ordinal as i64).push_bind(record);
+                                });
+                                insert.push(" ON CONFLICT (manual, event) DO NOTHING");
+                                insert.build().execute(&mut *tx).await?;
+                            }
+                            for chunk in sales.removed.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                                let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE snapshot_sales SET removed_at = ");
+                                update.push_bind(sales.version).push(" WHERE manual = ").push_bind(&sales.manual)
+                                    .push(" AND removed_at IS NULL AND event IN (");
+                                let mut events = update.separated(", ");
+                                for event in chunk {
+                                    events.push_bind(event);
+                                }
+                                update.push(")");
+                                update.build().execute(&mut *tx).await?;
+                            }
                         }
                     }
                 }
@@ -749,20 +787,12 @@ macro_rules! impl_read_models {
                 max_version: i64,
                 max_date: Option<NaiveDate>,
                 max_recorded: Option<DateTime<Utc>>,
-                with_sales: bool,
             ) -> Result<Option<$crate::readmodel::SnapshotRow>, $crate::StoreError> {
-                // The sales column comes last: a row read without it does not
-                // read the pages it overflows to.
-                let sql = if with_sales {
-                    "SELECT manual, version, position, max_date, recorded_at, state, sales FROM snapshots \
+                let row: Option<(String, i64, i64, String, String, String)> = sqlx::query_as(
+                    "SELECT manual, version, position, max_date, recorded_at, state FROM snapshots \
                      WHERE manual = $1 AND version <= $2 AND ($3 IS NULL OR max_date <= $3) AND ($4 IS NULL OR recorded_at <= $4) \
-                     ORDER BY version DESC LIMIT 1"
-                } else {
-                    "SELECT manual, version, position, max_date, recorded_at, state, CAST(NULL AS TEXT) AS sales FROM snapshots \
-                     WHERE manual = $1 AND version <= $2 AND ($3 IS NULL OR max_date <= $3) AND ($4 IS NULL OR recorded_at <= $4) \
-                     ORDER BY version DESC LIMIT 1"
-                };
-                let row: Option<(String, i64, i64, String, String, String, Option<String>)> = sqlx::query_as(sql)
+                     ORDER BY version DESC LIMIT 1",
+                )
                 .bind(manual)
                 .bind(max_version)
                 .bind(max_date.as_ref().map($crate::chain::format_business_date))
@@ -778,8 +808,30 @@ macro_rules! impl_read_models {
                     max_date: NaiveDate::parse_from_str(&r.3, "%Y-%m-%d").map_err(|_| integrity("max_date"))?,
                     recorded_at: DateTime::parse_from_rfc3339(&r.4).map_err(|_| integrity("recorded_at"))?.with_timezone(&Utc),
                     state: r.5,
-                    sales: r.6,
                 }))
+            }
+
+            async fn snapshot_sales(&self, manual: &str, version: i64) -> Result<Vec<String>, $crate::StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT record FROM snapshot_sales \
+                     WHERE manual = $1 AND added_at <= $2 AND (removed_at IS NULL OR removed_at > $2) \
+                     ORDER BY added_at, ordinal",
+                )
+                .bind(manual)
+                .bind(version)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows.into_iter().map(|(record,)| record).collect())
+            }
+
+            async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, $crate::StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT event FROM snapshot_sales WHERE manual = $1 AND removed_at IS NULL",
+                )
+                .bind(manual)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows.into_iter().map(|(event,)| event).collect())
             }
         }
     };
