@@ -40,7 +40,9 @@ pub fn event_json(stored: &StoredEvent) -> Map<String, Value> {
     object.insert("type".into(), Value::from(stored.event_type.as_str()));
     object.insert(
         "date".into(),
-        Value::from(stored.business_date.format("%Y-%m-%d").to_string()),
+        Value::from(bondledger_store::chain::format_business_date(
+            &stored.business_date,
+        )),
     );
     object.insert(
         "recorded_at".into(),

@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 use tokio_util::task::AbortOnDropHandle;
 
 pub use audit::ProjectionBreak;
-pub use rows::{amendment, manual_rows, timeline_row};
+pub use rows::{amended_rows, amendment, manual_rows, timeline_row};
 
 /// The projections, in the order they are brought up to date.
 pub const PROJECTIONS: &[&str] = &["manuals", "timeline", "snapshots"];
@@ -296,17 +296,25 @@ impl Runner {
             let mut written = Vec::new();
             if name == "manuals" {
                 for stream in &touched {
-                    let Some(manual) = followed.get(stream) else {
+                    let Some(manual) = followed.get_mut(stream) else {
                         continue;
                     };
                     let Some(state) = manual.replay.state() else {
                         continue;
                     };
-                    let rows = manual_rows(state);
-                    changes.push(match &manual.written {
-                        Some(previous) => Change::AmendManual(Box::new(amendment(previous, &rows))),
-                        None => Change::ReplaceManual(Box::new(rows.clone())),
-                    });
+                    // Taken out: put back once committed (on a conflict every
+                    // manual is read afresh).
+                    let (change, rows) = match manual.written.take() {
+                        Some(previous) => {
+                            let (change, rows) = amended_rows(previous, state);
+                            (Change::AmendManual(Box::new(change)), rows)
+                        }
+                        None => {
+                            let rows = manual_rows(state);
+                            (Change::ReplaceManual(Box::new(rows.clone())), rows)
+                        }
+                    };
+                    changes.push(change);
                     written.push((stream.clone(), rows));
                 }
             }

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bondledger_domain::movement::{Book, ItemNo, Movement};
+use bondledger_domain::state::CarryoverRecord;
 use bondledger_domain::verify::report_deadline;
 use bondledger_domain::{format6, verify, ManualState, RecordedMovement, Replay, VerifyOptions};
 use bondledger_store::readmodel::{
@@ -15,6 +16,74 @@ use rust_decimal::Decimal;
 
 /// The rows of one manual: its summary, balances, carry-overs, deadlines.
 pub fn manual_rows(state: &ManualState) -> ManualRows {
+    let mut rows = rows_but_carryovers(state);
+    rows.carryovers = state
+        .carryovers
+        .iter()
+        .map(|c| carryover_row(&rows.manual.manual, c))
+        .collect();
+    rows
+}
+
+/// The rows of `state` ([`manual_rows`]) and what changed since `previous`
+/// (the rows last written): as [`amendment`], but the carry-over rows of
+/// records `previous` holds are taken from it rather than made and compared
+/// again. A record is only ever added at the end of the list, and its row is
+/// its own; so when the record at the place of the last row written is still
+/// that row's, none is gone and the records after it are the new ones.
+pub fn amended_rows(previous: ManualRows, state: &ManualState) -> (ManualAmendment, ManualRows) {
+    let mut now = rows_but_carryovers(state);
+    let records = &state.carryovers;
+    let written = previous.carryovers.len();
+    let none_gone = records.len() >= written
+        && (written == 0 || records[written - 1].event == previous.carryovers[written - 1].event);
+    if !none_gone {
+        now.carryovers = records
+            .iter()
+            .map(|c| carryover_row(&now.manual.manual, c))
+            .collect();
+        return (amendment(&previous, &now), now);
+    }
+    let ManualRows {
+        manual,
+        balances,
+        carryovers: mut kept,
+        deadlines,
+    } = previous;
+    let mut change = amendment(
+        &ManualRows {
+            manual,
+            balances,
+            carryovers: Vec::new(),
+            deadlines,
+        },
+        &now,
+    );
+    change.carryovers = records[written..]
+        .iter()
+        .map(|c| carryover_row(&now.manual.manual, c))
+        .collect();
+    kept.extend(change.carryovers.iter().cloned());
+    now.carryovers = kept;
+    (change, now)
+}
+
+fn carryover_row(manual: &str, c: &CarryoverRecord) -> CarryoverRow {
+    CarryoverRow {
+        manual: manual.to_owned(),
+        event: c.event.clone(),
+        direction: if c.outgoing { "out" } else { "in" }.to_owned(),
+        counterparty_manual: c.counterparty_manual.to_string(),
+        batch: c.batch.clone(),
+        item: i64::from(c.item.0),
+        qty: format6(c.qty),
+        business_date: date(c.date),
+        moved_on: date(c.moved_on),
+    }
+}
+
+/// [`manual_rows`] with no carry-over rows.
+fn rows_but_carryovers(state: &ManualState) -> ManualRows {
     let registration = &state.registration;
     let manual = registration.manual.to_string();
     // Carry-over matching needs the other manual; the summary counts the
@@ -35,21 +104,6 @@ pub fn manual_rows(state: &ManualState) -> ManualRows {
                 balance: format6(f.map_or(Decimal::ZERO, |f| f.expected_remaining)),
                 at_contractors: format6(f.map_or(Decimal::ZERO, |f| f.at_contractors)),
             }
-        })
-        .collect();
-    let carryovers = state
-        .carryovers
-        .iter()
-        .map(|c| CarryoverRow {
-            manual: manual.clone(),
-            event: c.event.clone(),
-            direction: if c.outgoing { "out" } else { "in" }.to_owned(),
-            counterparty_manual: c.counterparty_manual.to_string(),
-            batch: c.batch.clone(),
-            item: i64::from(c.item.0),
-            qty: format6(c.qty),
-            business_date: date(c.date),
-            moved_on: date(c.moved_on),
         })
         .collect();
     let mut deadlines = Vec::new();
@@ -96,13 +150,15 @@ pub fn manual_rows(state: &ManualState) -> ManualRows {
             findings: report.findings.len() as i64,
         },
         balances,
-        carryovers,
+        carryovers: Vec::new(),
         deadlines,
     }
 }
 
 fn date(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
+    // As strftime's `%Y-%m-%d` writes it, without parsing a format each time
+    // (a manual's rows are many dates, written on every page).
+    bondledger_store::chain::format_business_date(&date)
 }
 
 /// The timeline row of one event. `state` is the manual before the event
@@ -439,5 +495,130 @@ mod amendment_tests {
             ]
         );
         assert_eq!(change.manual, now.manual);
+    }
+}
+
+#[cfg(test)]
+mod amended_rows_tests {
+    use super::*;
+    use bondledger_domain::movement::ManualNo;
+    use bondledger_domain::testing::MemoryLedger;
+    use bondledger_domain::Mode;
+    use proptest::prelude::*;
+
+    /// The first manual of the plastic-bags sample as its history leaves it.
+    fn sample_state() -> ManualState {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/samples/plastic-bags.jsonl"
+        );
+        let text = std::fs::read_to_string(path).expect("the sample");
+        let mut ledger = MemoryLedger::new();
+        for line in text.lines().filter(|l| l.starts_with('{')) {
+            let value = serde_json::from_str(line).expect("json");
+            ledger
+                .record(value, Mode::Strict)
+                .expect("the sample is accepted");
+        }
+        let manual = ManualNo::try_from("C22012600001".to_owned()).expect("a manual number");
+        ledger.states.get(&manual).expect("the manual").clone()
+    }
+
+    fn record(number: usize) -> CarryoverRecord {
+        let date = NaiveDate::from_ymd_opt(2026, 3, 1).expect("a date")
+            + chrono::Days::new(number as u64 % 200);
+        CarryoverRecord {
+            event: format!("co-{number}"),
+            outgoing: number % 2 == 0,
+            item: ItemNo(1 + (number % 3) as u32),
+            qty: Decimal::new(number as i64 * 125, 2),
+            counterparty_manual: ManualNo::try_from("C22012600007".to_owned())
+                .expect("a manual number"),
+            batch: (number % 4 == 0).then(|| format!("B{number}")),
+            hs: None,
+            date,
+            moved_on: date,
+        }
+    }
+
+    /// What one page does to the carry-over records: new ones at the end,
+    /// some gone (a reversal), or all gone (a period closed).
+    #[derive(Debug, Clone)]
+    enum Step {
+        Add(usize),
+        Remove(usize),
+        Clear,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0_usize..5).prop_map(Step::Add),
+            3 => (0_usize..100).prop_map(Step::Remove),
+            1 => Just(Step::Clear),
+        ]
+    }
+
+    /// Rows with an amendment applied as the store applies it.
+    fn applied(previous: &ManualRows, change: &ManualAmendment) -> ManualRows {
+        let gone: HashSet<&str> = change
+            .removed_carryovers
+            .iter()
+            .chain(change.carryovers.iter().map(|c| &c.event))
+            .map(String::as_str)
+            .collect();
+        let mut carryovers: Vec<CarryoverRow> = previous
+            .carryovers
+            .iter()
+            .filter(|c| !gone.contains(c.event.as_str()))
+            .cloned()
+            .collect();
+        carryovers.extend(change.carryovers.iter().cloned());
+        ManualRows {
+            manual: change.manual.clone(),
+            balances: change.balances.clone(),
+            carryovers,
+            deadlines: previous.deadlines.clone(),
+        }
+    }
+
+    fn sorted(mut rows: Vec<CarryoverRow>) -> Vec<CarryoverRow> {
+        rows.sort_by(|a, b| a.event.cmp(&b.event));
+        rows
+    }
+
+    proptest! {
+        /// Page after page, the rows kept are those made afresh, in order,
+        /// and the amendment takes the rows written to them.
+        #[test]
+        fn amended_rows_are_the_rows_made_afresh(steps in proptest::collection::vec(step(), 1..30)) {
+            let mut state = sample_state();
+            state.carryovers.clear();
+            let mut written = manual_rows(&state);
+            let mut next = 0_usize;
+            for step in steps {
+                match step {
+                    Step::Add(count) => {
+                        for _ in 0..count {
+                            state.carryovers.push(record(next));
+                            next += 1;
+                        }
+                    }
+                    Step::Remove(at) if !state.carryovers.is_empty() => {
+                        let at = at % state.carryovers.len();
+                        state.carryovers.remove(at);
+                    }
+                    Step::Remove(_) => {}
+                    Step::Clear => state.carryovers.clear(),
+                }
+                let (change, rows) = amended_rows(written.clone(), &state);
+                let fresh = manual_rows(&state);
+                prop_assert_eq!(&rows, &fresh);
+                prop_assert_eq!(
+                    sorted(applied(&written, &change).carryovers),
+                    sorted(fresh.carryovers.clone())
+                );
+                written = rows;
+            }
+        }
     }
 }

@@ -64,7 +64,7 @@ pub(crate) fn format_recorded_at(recorded_at: &DateTime<Utc>) -> String {
 }
 
 /// The text form of `business_date` in the hash (and in SQLite's column): `%Y-%m-%d`.
-pub(crate) fn format_business_date(business_date: &NaiveDate) -> String {
+pub fn format_business_date(business_date: &NaiveDate) -> String {
     let mut text = String::with_capacity(10);
     push_date(&mut text, business_date);
     text
