@@ -529,12 +529,12 @@ mod amended_rows_tests {
             + chrono::Days::new(number as u64 % 200);
         CarryoverRecord {
             event: format!("co-{number}"),
-            outgoing: number % 2 == 0,
+            outgoing: number.is_multiple_of(2),
             item: ItemNo(1 + (number % 3) as u32),
             qty: Decimal::new(number as i64 * 125, 2),
             counterparty_manual: ManualNo::try_from("C22012600007".to_owned())
                 .expect("a manual number"),
-            batch: (number % 4 == 0).then(|| format!("B{number}")),
+            batch: number.is_multiple_of(4).then(|| format!("B{number}")),
             hs: None,
             date,
             moved_on: date,
