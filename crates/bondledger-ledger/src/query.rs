@@ -284,17 +284,20 @@ impl Ledger {
         };
         let Some(snapshot) = self
             .reads
-            .latest_snapshot(manual, max_version, date_limit, max_recorded)
+            .latest_snapshot(
+                manual,
+                max_version,
+                date_limit,
+                max_recorded,
+                sales == Sales::Read,
+            )
             .await?
         else {
             return Ok(fresh);
         };
-        let sales = match sales {
-            Sales::Read => Some(self.reads.snapshot_sales(manual, snapshot.version).await?),
-            Sales::Left => None,
-        };
+        let sales = (sales == Sales::Read).then_some(snapshot.sales.as_slice());
         // A snapshot is a cache: one that cannot be read is passed over.
-        match ManualState::from_snapshot(&snapshot.state, sales.as_deref()) {
+        match ManualState::from_snapshot(&snapshot.state, sales) {
             Ok(state) => Ok((Replay::resume(state, date_limit), snapshot.version + 1)),
             Err(error) => {
                 tracing::warn!(manual, version = snapshot.version, %error, "snapshot unreadable; replaying from the start");

@@ -97,7 +97,7 @@ impl Runner {
         let manual = state.registration.manual.to_string();
         let Some(snapshot) = self
             .store
-            .latest_snapshot(&manual, version, None, None)
+            .latest_snapshot(&manual, version, None, None, true)
             .await?
         else {
             return Ok(());
@@ -105,9 +105,8 @@ impl Runner {
         if snapshot.version != version {
             return Ok(());
         }
-        let sales = self.store.snapshot_sales(&manual, version).await?;
-        let same =
-            ManualState::from_snapshot(&snapshot.state, Some(&sales)).is_ok_and(|s| &s == state);
+        let same = ManualState::from_snapshot(&snapshot.state, Some(&snapshot.sales))
+            .is_ok_and(|s| &s == state);
         if !same {
             breaks.push(ProjectionBreak {
                 projection: "snapshots",

@@ -373,12 +373,13 @@ impl Runner {
         let mut next_version = 1;
         if let Some(snapshot) = self
             .store
-            .latest_snapshot(manual, i64::MAX, None, None)
+            .latest_snapshot(manual, i64::MAX, None, None, true)
             .await?
         {
             if snapshot.position <= position {
-                let sales = self.store.snapshot_sales(manual, snapshot.version).await?;
-                if let Ok(state) = ManualState::from_snapshot(&snapshot.state, Some(&sales)) {
+                if let Ok(state) =
+                    ManualState::from_snapshot(&snapshot.state, Some(&snapshot.sales))
+                {
                     replay = Replay::from_state(state);
                     max_date = Some(snapshot.max_date);
                     next_version = snapshot.version + 1;

@@ -304,6 +304,8 @@ pub(crate) fn snapshot(
         max_date,
         recorded_at: stored.recorded_at,
         state: state_text,
+        // Written apart, only what changed (below).
+        sales: Vec::new(),
     })];
     if !sales.added.is_empty() || !sales.removed.is_empty() {
         changes.push(Change::SnapshotSales(sales));

@@ -901,6 +901,7 @@ crate::readmodel::impl_read_models!(
     pool,
     pool,
     "BEGIN",
+    BEGIN_SNAPSHOT,
     // A transaction-scoped advisory lock per projection: a second runner
     // (another process) waits, then finds the checkpoint moved.
     Some("SELECT pg_advisory_xact_lock(7310, hashtext($1))")

@@ -129,6 +129,9 @@ pub struct SnapshotRow {
     pub max_date: NaiveDate,
     pub recorded_at: DateTime<Utc>,
     pub state: String,
+    /// Its per-sale records (JSON texts, in order), where read: none for a
+    /// snapshot that holds them in its state.
+    pub sales: Vec<String>,
 }
 
 /// What a snapshot of a manual at `version` changes in its per-sale records
@@ -267,18 +270,17 @@ pub trait ReadModels: Send + Sync {
 
     /// The latest snapshot of `manual` at or below `max_version` whose
     /// events are all dated on or before `max_date` and were all recorded by
-    /// `max_recorded`, where those are given.
+    /// `max_recorded`, where those are given; its per-sale records only
+    /// `with_sales` (read in the same read transaction: a rebuild meanwhile
+    /// cannot leave a snapshot without them).
     async fn latest_snapshot(
         &self,
         manual: &str,
         max_version: i64,
         max_date: Option<NaiveDate>,
         max_recorded: Option<DateTime<Utc>>,
+        with_sales: bool,
     ) -> Result<Option<SnapshotRow>, StoreError>;
-
-    /// The per-sale records (JSON texts, in order) of the snapshot of
-    /// `manual` at `version`: none for a snapshot that holds them in its state.
-    async fn snapshot_sales(&self, manual: &str, version: i64) -> Result<Vec<String>, StoreError>;
 
     /// The events whose per-sale records the latest snapshot of `manual` holds.
     async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, StoreError>;
@@ -290,7 +292,7 @@ pub trait ReadModels: Send + Sync {
 /// runners of one projection apart until commit, where the backend needs it
 /// (`BEGIN IMMEDIATE` already holds SQLite's one write lock).
 macro_rules! impl_read_models {
-    ($store:ty, $db:ty, $write:ident, $read:ident, $begin:expr, $lock:expr) => {
+    ($store:ty, $db:ty, $write:ident, $read:ident, $begin:expr, $begin_read:expr, $lock:expr) => {
         impl $store {
             /// Inserts a manual's summary and these of its rows.
             async fn insert_manual_rows(
@@ -787,7 +789,9 @@ macro_rules! impl_read_models {
                 max_version: i64,
                 max_date: Option<NaiveDate>,
                 max_recorded: Option<DateTime<Utc>>,
+                with_sales: bool,
             ) -> Result<Option<$crate::readmodel::SnapshotRow>, $crate::StoreError> {
+                let mut tx = self.$read.begin_with($begin_read).await?;
                 let row: Option<(String, i64, i64, String, String, String)> = sqlx::query_as(
                     "SELECT manual, version, position, max_date, recorded_at, state FROM snapshots \
                      WHERE manual = $1 AND version <= $2 AND ($3 IS NULL OR max_date <= $3) AND ($4 IS NULL OR recorded_at <= $4) \
@@ -797,9 +801,23 @@ macro_rules! impl_read_models {
                 .bind(max_version)
                 .bind(max_date.as_ref().map($crate::chain::format_business_date))
                 .bind(max_recorded.as_ref().map($crate::chain::format_recorded_at))
-                .fetch_optional(&self.$read)
+                .fetch_optional(&mut *tx)
                 .await?;
                 let Some(r) = row else { return Ok(None) };
+                let sales: Vec<(String,)> = if with_sales {
+                    sqlx::query_as(
+                        "SELECT record FROM snapshot_sales \
+                         WHERE manual = $1 AND added_at <= $2 AND (removed_at IS NULL OR removed_at > $2) \
+                         ORDER BY added_at, ordinal",
+                    )
+                    .bind(manual)
+                    .bind(r.1)
+                    .fetch_all(&mut *tx)
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                tx.commit().await?;
                 let integrity = |what: &str| $crate::StoreError::Integrity(format!("snapshot of {manual}: bad {what}"));
                 Ok(Some($crate::readmodel::SnapshotRow {
                     manual: r.0,
@@ -808,20 +826,8 @@ macro_rules! impl_read_models {
                     max_date: NaiveDate::parse_from_str(&r.3, "%Y-%m-%d").map_err(|_| integrity("max_date"))?,
                     recorded_at: DateTime::parse_from_rfc3339(&r.4).map_err(|_| integrity("recorded_at"))?.with_timezone(&Utc),
                     state: r.5,
+                    sales: sales.into_iter().map(|(record,)| record).collect(),
                 }))
-            }
-
-            async fn snapshot_sales(&self, manual: &str, version: i64) -> Result<Vec<String>, $crate::StoreError> {
-                let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT record FROM snapshot_sales \
-                     WHERE manual = $1 AND added_at <= $2 AND (removed_at IS NULL OR removed_at > $2) \
-                     ORDER BY added_at, ordinal",
-                )
-                .bind(manual)
-                .bind(version)
-                .fetch_all(&self.$read)
-                .await?;
-                Ok(rows.into_iter().map(|(record,)| record).collect())
             }
 
             async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, $crate::StoreError> {

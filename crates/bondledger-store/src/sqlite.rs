@@ -566,6 +566,8 @@ crate::readmodel::impl_read_models!(
     writer,
     readers,
     "BEGIN IMMEDIATE",
+    // A reader's transaction sees one snapshot of the WAL from its first read.
+    "BEGIN",
     None
 );
 // One writer connection keeps first-token inserts apart.
