@@ -268,6 +268,8 @@ impl EventStore for PostgresStore {
             transaction,
             partitions: Arc::clone(partitions),
             poisoned: false,
+            written: 0,
+            pool: self.pool.clone(),
         }))
     }
 
@@ -409,7 +411,18 @@ struct PostgresSession {
     partitions: Arc<Partitions>,
     /// Set when an append failed after it may have written: the session can only roll back.
     poisoned: bool,
+    /// Events this session wrote, and where to refresh the planner's statistics after
+    /// a commit of many.
+    written: usize,
+    pool: PgPool,
 }
+
+/// After a commit of at least this many events the planner's statistics of the event
+/// tables are refreshed at once. Until autovacuum gets to them, a bulk import leaves
+/// estimates of an almost empty table: a replay's page query then reads and sorts the
+/// whole rest of the stream for every page (a cold verify of a 1M-event manual took
+/// 8 s instead of 2.2 s).
+const ANALYZE_AFTER_EVENTS: usize = 10_000;
 
 #[async_trait]
 impl AppendSession for PostgresSession {
@@ -477,7 +490,17 @@ impl AppendSession for PostgresSession {
             self.transaction.rollback().await?;
             return Err(refused_commit());
         }
-        Ok(self.transaction.commit().await?)
+        self.transaction.commit().await?;
+        if self.written >= ANALYZE_AFTER_EVENTS {
+            // Statistics only steer plans: the commit stands whatever happens here.
+            if let Err(error) = sqlx::query("ANALYZE events, event_keys, streams")
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(%error, "statistics not refreshed after a bulk append");
+            }
+        }
+        Ok(())
     }
 
     #[tracing::instrument(name = "bondledger.store.session.rollback", skip_all)]
@@ -510,7 +533,9 @@ impl WriteTransaction for PostgresSession {
         self.partitions
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;
-        write_plan(&mut self.transaction, plan).await
+        write_plan(&mut self.transaction, plan).await?;
+        self.written += plan.rows.len();
+        Ok(())
     }
 }
 

@@ -440,3 +440,40 @@ async fn two_processes_making_partitions_at_once_lose_no_event() {
     })
     .await;
 }
+
+/// A commit of many events leaves the event tables' planner statistics fresh:
+/// before autovacuum got to them, a replay's page query read and sorted the
+/// whole rest of the stream for every page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_append_leaves_the_planner_statistics_fresh() {
+    with_schemas(1, |urls| async move {
+        let url = &urls[0];
+        let store = open(url).await.expect("a fresh ledger opens");
+        let most_rows_counted = || {
+            query_strings(
+                url,
+                "SELECT max(c.reltuples)::bigint::text FROM pg_partition_tree('events') t \
+                 JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf",
+            )
+        };
+        store
+            .append("small", ExpectedVersion::Exactly(0), events("small", 10))
+            .await
+            .expect("a small append");
+        assert_eq!(
+            most_rows_counted().await,
+            ["-1"],
+            "a small append leaves the statistics to autovacuum"
+        );
+        store
+            .append("bulk", ExpectedVersion::Exactly(0), events("bulk", 10_000))
+            .await
+            .expect("a bulk append");
+        let counted: i64 = most_rows_counted().await[0].parse().expect("a count");
+        assert_eq!(
+            counted, 10_010,
+            "ANALYZE counted every row of the partition"
+        );
+    })
+    .await;
+}
