@@ -140,11 +140,7 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
     ) -> Result<Option<ManualState>, LedgerError> {
-        let start = self
-            .start_from_snapshot(manual, as_of, i64::MAX, Sales::Read)
-            .await?;
-        self.replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
-            .await
+        self.replay_reading(manual, as_of, Sales::Read).await
     }
 
     /// A manual's balances as of `as_of`, or `None` if there is no such
@@ -156,13 +152,22 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
     ) -> Result<Option<Balances>, LedgerError> {
-        let start = self
-            .start_from_snapshot(manual, as_of, i64::MAX, Sales::Left)
-            .await?;
-        let state = self
-            .replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
-            .await?;
+        let state = self.replay_reading(manual, as_of, Sales::Left).await?;
         Ok(state.map(Balances))
+    }
+
+    /// A replay from the latest usable snapshot, reading its sales or not.
+    async fn replay_reading(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        sales: Sales,
+    ) -> Result<Option<ManualState>, LedgerError> {
+        let start = self
+            .start_from_snapshot(manual, as_of, i64::MAX, sales)
+            .await?;
+        self.replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
+            .await
     }
 
     /// As [`Ledger::replay`], from the latest usable snapshot at or before
