@@ -73,51 +73,45 @@ impl AppendPlan {
     }
 }
 
-/// The heads of the streams a plan extends, each with its chain hash: read
-/// from the transaction when a stream is first met (and recorded as a move of
-/// the plan), then moved on by [`AppendPlan::advance`].
-#[derive(Default)]
+/// The heads of the streams a plan extends, each with its chain hash: all
+/// read from the transaction at once, recorded as a move of the plan when a
+/// stream is first met, then moved on by [`AppendPlan::advance`].
 struct PlannedHeads {
     met: HashMap<String, (StreamHead, [u8; 32])>,
-    /// Heads read ahead, all in one statement, not yet met.
-    read_ahead: HashMap<String, StreamHead>,
+    /// Heads read, not yet met.
+    read: HashMap<String, StreamHead>,
 }
 
 impl PlannedHeads {
-    /// Reads the heads of `streams` (distinct) at once, so that meeting them
-    /// costs no statement each.
-    async fn read_ahead<T>(
-        &mut self,
+    /// The heads of every stream the plan may extend, each of `streams` (in
+    /// any order, repeated or not) read once, in one statement where a
+    /// statement costs a round trip.
+    async fn read<'a, T>(
         transaction: &mut T,
-        streams: &[&str],
-    ) -> Result<(), StoreError>
+        streams: impl Iterator<Item = &'a str>,
+    ) -> Result<Self, StoreError>
     where
         T: WriteTransaction + ?Sized,
     {
-        let heads = transaction.stream_heads(streams).await?;
-        self.read_ahead
-            .extend(streams.iter().map(|stream| (*stream).to_owned()).zip(heads));
-        Ok(())
+        let mut distinct = std::collections::HashSet::new();
+        let streams: Vec<&str> = streams.filter(|stream| distinct.insert(*stream)).collect();
+        let heads = transaction.stream_heads(&streams).await?;
+        Ok(PlannedHeads {
+            met: HashMap::new(),
+            read: streams.into_iter().map(str::to_owned).zip(heads).collect(),
+        })
     }
 
-    async fn of<T>(
+    fn of(
         &mut self,
-        transaction: &mut T,
         plan: &mut AppendPlan,
         stream: &str,
-    ) -> Result<&mut (StreamHead, [u8; 32]), StoreError>
-    where
-        T: WriteTransaction + ?Sized,
-    {
+    ) -> Result<&mut (StreamHead, [u8; 32]), StoreError> {
         if !self.met.contains_key(stream) {
-            let head = match self.read_ahead.remove(stream) {
-                Some(head) => head,
-                None => transaction
-                    .stream_heads(&[stream])
-                    .await?
-                    .pop()
-                    .unwrap_or_else(|| unreachable!("one head a stream asked for")),
-            };
+            let head = self
+                .read
+                .remove(stream)
+                .unwrap_or_else(|| unreachable!("every stream of the plan was read"));
             let previous_hash = head_hash(stream, &head)?;
             plan.streams.push(StreamMove {
                 stream: stream.to_owned(),
@@ -208,13 +202,11 @@ where
     let caller_ids = distinct_caller_ids(prepared.iter().flat_map(|(_, _, events)| events));
     let held = transaction.rows_by_caller_ids(&caller_ids).await?;
     let mut seen = SeenIds::new(&held);
-    let mut heads = PlannedHeads::default();
-    heads
-        .read_ahead(
-            &mut *transaction,
-            &distinct_streams(prepared.iter().map(|(stream, _, _)| stream.as_str())),
-        )
-        .await?;
+    let mut heads = PlannedHeads::read(
+        &mut *transaction,
+        prepared.iter().map(|(stream, _, _)| stream.as_str()),
+    )
+    .await?;
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(event_count),
@@ -228,7 +220,7 @@ where
         if fresh.is_empty() {
             continue;
         }
-        let (head, previous_hash) = heads.of(&mut *transaction, &mut plan, &stream).await?;
+        let (head, previous_hash) = heads.of(&mut plan, &stream)?;
         check_expected_version(&stream, expected, head.version)?;
         let first_position = ledger_head.position + plan.rows.len() as i64 + 1;
         let rows = plan_rows(
@@ -255,12 +247,6 @@ where
         .collect())
 }
 
-/// Each of `streams` once, in the order first met.
-fn distinct_streams<'a>(streams: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut met = std::collections::HashSet::new();
-    streams.filter(|stream| met.insert(*stream)).collect()
-}
-
 /// Writes events exported from another ledger as they were: the same event ids, caller
 /// ids, versions, recorded times and so the same hashes. Positions continue this ledger's
 /// (in a whole-ledger restore into an empty ledger they come out as they were). Each
@@ -285,13 +271,11 @@ where
     let ledger_head = transaction.lock_ledger_head().await?;
     // One plan for the whole call, whatever the streams: on a log whose streams
     // interleave, a plan per run of one stream would cost statements per event.
-    let mut heads = PlannedHeads::default();
-    heads
-        .read_ahead(
-            &mut *transaction,
-            &distinct_streams(events.iter().map(|event| event.stream.as_str())),
-        )
-        .await?;
+    let mut heads = PlannedHeads::read(
+        &mut *transaction,
+        events.iter().map(|event| event.stream.as_str()),
+    )
+    .await?;
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(events.len()),
@@ -301,7 +285,7 @@ where
     for event in events {
         let stream = event.stream.clone();
         validate_stream_name(&stream)?;
-        let (head, previous_hash) = heads.of(&mut *transaction, &mut plan, &stream).await?;
+        let (head, previous_hash) = heads.of(&mut plan, &stream)?;
         let position = ledger_head.position + plan.rows.len() as i64 + 1;
         let row = restored_row(
             event,
