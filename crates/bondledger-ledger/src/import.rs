@@ -254,13 +254,8 @@ impl Ledger {
         session: &mut dyn AppendSession,
         manual: &ManualNo,
     ) -> Result<Option<ManualState>, LedgerError> {
-        if let Some(cached) = self.states.get(manual) {
-            if session.stream_version(manual.as_str()).await? == cached.version {
-                return Ok(Some(ManualState::clone(&cached)));
-            }
-            self.states.forget(manual);
-        }
-        self.replay(manual.as_str(), AsOf::Latest).await
+        let mut states = self.current_states(session, &[manual]).await?;
+        Ok(states.pop().flatten())
     }
 
     /// As [`Ledger::current_state`] for each of `manuals` (distinct), the
