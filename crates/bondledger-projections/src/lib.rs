@@ -10,7 +10,7 @@
 mod audit;
 mod rows;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bondledger_domain::{ManualState, RecordedMovement, Replay};
@@ -163,9 +163,9 @@ struct Followed {
     /// The manual's rows as this runner last committed them (`manuals`):
     /// the next page writes only what changed since.
     written: Option<ManualRows>,
-    /// The events whose per-sale records the manual's last snapshot holds
-    /// (`snapshots`): the next snapshot writes only what changed since.
-    sales_written: HashSet<String>,
+    /// The events whose per-sale records the manual's last snapshot holds,
+    /// in order (`snapshots`): the next snapshot writes only what changed since.
+    sales_written: Vec<String>,
 }
 
 /// A page of the log being read.
@@ -254,12 +254,8 @@ impl Runner {
                 if !followed.contains_key(&stored.stream) {
                     let mut loaded = self.load(&stored.stream, checkpoint).await?;
                     if name == "snapshots" {
-                        loaded.sales_written = self
-                            .store
-                            .standing_snapshot_sales(&stored.stream)
-                            .await?
-                            .into_iter()
-                            .collect();
+                        loaded.sales_written =
+                            self.store.standing_snapshot_sales(&stored.stream).await?;
                     }
                     followed.insert(stored.stream.clone(), loaded);
                 }
@@ -413,7 +409,7 @@ impl Runner {
             replay,
             max_date,
             written: None,
-            sales_written: HashSet::new(),
+            sales_written: Vec::new(),
         })
     }
 }

@@ -25,25 +25,39 @@ pub fn manual_rows(state: &ManualState) -> ManualRows {
     rows
 }
 
+/// The records of a state's list (carry-overs, sales) added since `written`
+/// of them were written, where none of those is gone; `None` where some are.
+/// A record is only ever added at the end of its list, so when the record at
+/// the place of the last one written is still that one (`is_last_written`),
+/// none is gone and the records after it are the new ones.
+fn added_since<T>(
+    records: &[T],
+    written: usize,
+    is_last_written: impl Fn(&T) -> bool,
+) -> Option<&[T]> {
+    if written > 0 && !records.get(written - 1).is_some_and(is_last_written) {
+        return None;
+    }
+    records.get(written..)
+}
+
 /// The rows of `state` ([`manual_rows`]) and what changed since `previous`
 /// (the rows last written): as [`amendment`], but the carry-over rows of
 /// records `previous` holds are taken from it rather than made and compared
-/// again. A record is only ever added at the end of the list, and its row is
-/// its own; so when the record at the place of the last row written is still
-/// that row's, none is gone and the records after it are the new ones.
+/// again ([`added_since`]; a record's row is its own).
 pub fn amended_rows(previous: ManualRows, state: &ManualState) -> (ManualAmendment, ManualRows) {
     let mut now = rows_but_carryovers(state);
-    let records = &state.carryovers;
-    let written = previous.carryovers.len();
-    let none_gone = records.len() >= written
-        && (written == 0 || records[written - 1].event == previous.carryovers[written - 1].event);
-    if !none_gone {
-        now.carryovers = records
+    let last_written = previous.carryovers.last().map(|row| row.event.as_str());
+    let Some(added) = added_since(&state.carryovers, previous.carryovers.len(), |c| {
+        Some(c.event.as_str()) == last_written
+    }) else {
+        now.carryovers = state
+            .carryovers
             .iter()
             .map(|c| carryover_row(&now.manual.manual, c))
             .collect();
         return (amendment(&previous, &now), now);
-    }
+    };
     let ManualRows {
         manual,
         balances,
@@ -59,7 +73,7 @@ pub fn amended_rows(previous: ManualRows, state: &ManualState) -> (ManualAmendme
         },
         &now,
     );
-    change.carryovers = records[written..]
+    change.carryovers = added
         .iter()
         .map(|c| carryover_row(&now.manual.manual, c))
         .collect();
@@ -280,12 +294,12 @@ fn items_named(movement: &Movement) -> (Vec<ItemNo>, Vec<ItemNo>) {
 
 /// A snapshot of the state after `stored`, as `replay` holds it, and what
 /// it changes in the manual's per-sale records, of which `written` are the
-/// events standing as the last snapshot left them (moved on).
+/// events standing as the last snapshot left them, in order (moved on).
 pub(crate) fn snapshot(
     stored: &ReplayEvent,
     replay: &mut Replay,
     max_date: NaiveDate,
-    written: &mut HashSet<String>,
+    written: &mut Vec<String>,
 ) -> Vec<Change> {
     // A state that cannot be written is simply not cached.
     let Some(Ok(state_text)) = replay.snapshot() else {
@@ -313,36 +327,41 @@ pub(crate) fn snapshot(
     changes
 }
 
-/// The per-sale records of `state` added and removed since those `written`,
-/// which it moves on. A sale is only ever added at the end of the list, so
-/// the new ones are those after the last one written; any written one not
-/// before it is gone (reversed, or a period closed).
+/// The per-sale records of `state` added and removed since those `written`
+/// ([`added_since`]; where some are gone, those not in the list now), which
+/// it moves on.
 fn sales_since(
     stored: &ReplayEvent,
     state: &ManualState,
-    written: &mut HashSet<String>,
+    written: &mut Vec<String>,
 ) -> Option<SnapshotSales> {
     let sales = &state.sales;
-    let new_from = sales
-        .iter()
-        .rposition(|sale| written.contains(&sale.event))
-        .map_or(0, |last| last + 1);
-    let removed: Vec<String> = if new_from == written.len() {
-        Vec::new()
-    } else {
-        let standing: HashSet<&str> = sales[..new_from].iter().map(|s| s.event.as_str()).collect();
-        written
-            .iter()
-            .filter(|event| !standing.contains(event.as_str()))
-            .cloned()
-            .collect()
+    let (added, removed) = match added_since(sales, written.len(), |sale| {
+        written.last() == Some(&sale.event)
+    }) {
+        Some(added) => (added, Vec::new()),
+        None => {
+            let standing: HashSet<&str> = sales.iter().map(|s| s.event.as_str()).collect();
+            let removed: Vec<String> = written
+                .iter()
+                .filter(|event| !standing.contains(event.as_str()))
+                .cloned()
+                .collect();
+            let kept: HashSet<&str> = written.iter().map(String::as_str).collect();
+            let new_from = sales
+                .iter()
+                .position(|sale| !kept.contains(sale.event.as_str()))
+                .unwrap_or(sales.len());
+            (&sales[new_from..], removed)
+        }
     };
-    let mut added = Vec::with_capacity(sales.len() - new_from);
-    for sale in &sales[new_from..] {
-        added.push((sale.event.clone(), serde_json::to_string(sale).ok()?));
-    }
-    for event in &removed {
-        written.remove(event);
+    let added = added
+        .iter()
+        .map(|sale| Some((sale.event.clone(), serde_json::to_string(sale).ok()?)))
+        .collect::<Option<Vec<_>>>()?;
+    if !removed.is_empty() {
+        let gone: HashSet<&str> = removed.iter().map(String::as_str).collect();
+        written.retain(|event| !gone.contains(event.as_str()));
     }
     written.extend(added.iter().map(|(event, _)| event.clone()));
     Some(SnapshotSales {
@@ -552,6 +571,27 @@ mod amended_rows_tests {
         Clear,
     }
 
+    impl Step {
+        /// Does this step to `list`, new records made by `make` from the
+        /// `next` number on.
+        fn apply<T>(&self, list: &mut Vec<T>, next: &mut usize, make: impl Fn(usize) -> T) {
+            match *self {
+                Step::Add(count) => {
+                    for _ in 0..count {
+                        list.push(make(*next));
+                        *next += 1;
+                    }
+                }
+                Step::Remove(at) if !list.is_empty() => {
+                    let at = at % list.len();
+                    list.remove(at);
+                }
+                Step::Remove(_) => {}
+                Step::Clear => list.clear(),
+            }
+        }
+    }
+
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
             6 => (0_usize..5).prop_map(Step::Add),
@@ -598,20 +638,7 @@ mod amended_rows_tests {
             let mut written = manual_rows(&state);
             let mut next = 0_usize;
             for step in steps {
-                match step {
-                    Step::Add(count) => {
-                        for _ in 0..count {
-                            state.carryovers.push(record(next));
-                            next += 1;
-                        }
-                    }
-                    Step::Remove(at) if !state.carryovers.is_empty() => {
-                        let at = at % state.carryovers.len();
-                        state.carryovers.remove(at);
-                    }
-                    Step::Remove(_) => {}
-                    Step::Clear => state.carryovers.clear(),
-                }
+                step.apply(&mut state.carryovers, &mut next, record);
                 let (change, rows) = amended_rows(written.clone(), &state);
                 let fresh = manual_rows(&state);
                 prop_assert_eq!(&rows, &fresh);
@@ -620,6 +647,59 @@ mod amended_rows_tests {
                     sorted(fresh.carryovers.clone())
                 );
                 written = rows;
+            }
+        }
+    }
+
+    fn sale(number: usize) -> bondledger_domain::state::SaleRecord {
+        bondledger_domain::state::SaleRecord {
+            event: format!("sale-{number}"),
+            date: NaiveDate::from_ymd_opt(2026, 3, 1).expect("a date")
+                + chrono::Days::new(number as u64 % 200),
+            duty_and_vat: Decimal::new(number as i64 * 301, 2),
+            interest_rate_annual: Decimal::new(35, 4),
+            interest: Decimal::new(number as i64, 2),
+        }
+    }
+
+    fn stored_at(version: i64) -> ReplayEvent {
+        ReplayEvent {
+            position: version,
+            stream: "C22012600001".into(),
+            version,
+            caller_id: None,
+            event_type: "domestic_sale".into(),
+            schema_version: 1,
+            business_date: NaiveDate::from_ymd_opt(2026, 3, 1).expect("a date"),
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            payload_json: "{}".into(),
+        }
+    }
+
+    proptest! {
+        /// Snapshot after snapshot, the sale records written, with those
+        /// marked removed taken out, are the state's sales, in order.
+        #[test]
+        fn sales_written_apart_are_the_state_s_sales(steps in proptest::collection::vec(step(), 1..30)) {
+            let mut state = sample_state();
+            state.sales.clear();
+            let mut written = Vec::new();
+            let mut table: Vec<(String, String)> = Vec::new();
+            let mut next = 0_usize;
+            for (version, step) in steps.into_iter().enumerate() {
+                step.apply(&mut state.sales, &mut next, sale);
+                let change = sales_since(&stored_at(version as i64 + 1), &state, &mut written)
+                    .expect("sales serialize");
+                table.retain(|(event, _)| !change.removed.contains(event));
+                table.extend(change.added);
+                let records: Vec<String> = state
+                    .sales
+                    .iter()
+                    .map(|s| serde_json::to_string(s).expect("a sale serializes"))
+                    .collect();
+                let events: Vec<String> = state.sales.iter().map(|s| s.event.clone()).collect();
+                prop_assert_eq!(table.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), records);
+                prop_assert_eq!(&written, &events);
             }
         }
     }

@@ -282,7 +282,8 @@ pub trait ReadModels: Send + Sync {
         with_sales: bool,
     ) -> Result<Option<SnapshotRow>, StoreError>;
 
-    /// The events whose per-sale records the latest snapshot of `manual` holds.
+    /// The events whose per-sale records the latest snapshot of `manual`
+    /// holds, in their order.
     async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, StoreError>;
 }
 
@@ -832,7 +833,8 @@ macro_rules! impl_read_models {
 
             async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, $crate::StoreError> {
                 let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT event FROM snapshot_sales WHERE manual = $1 AND removed_at IS NULL",
+                    "SELECT event FROM snapshot_sales WHERE manual = $1 AND removed_at IS NULL \
+                     ORDER BY added_at, ordinal",
                 )
                 .bind(manual)
                 .fetch_all(&self.$read)
