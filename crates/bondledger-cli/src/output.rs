@@ -55,6 +55,11 @@ fn write_array_element(first: bool, element: &Value) {
     }
 }
 
+/// Ends a JSON array streamed by [`write_array_element`].
+fn end_array(empty: bool) {
+    outln!("{}", if empty { "[]" } else { "\n]" });
+}
+
 /// A CSV writer on stdout that has written the events' header.
 fn event_csv_writer() -> csv::Writer<std::io::Stdout> {
     let mut writer = csv::Writer::from_writer(std::io::stdout());
@@ -276,13 +281,7 @@ impl HistoryPrinter {
 
     pub fn finish(self, state: Option<&ManualState>) {
         match self.format {
-            Format::Json => {
-                if self.first {
-                    outln!("[]");
-                } else {
-                    outln!("\n]");
-                }
-            }
+            Format::Json => end_array(self.first),
             Format::Table | Format::Csv => {
                 if let Some(state) = state {
                     outln!("Manual 手册 {}", state.registration.manual);
@@ -303,6 +302,8 @@ pub struct EventPrinter {
     csv: Option<csv::Writer<std::io::Stdout>>,
 }
 
+/// The CSV columns of an event: the table's first [`EVENT_COLUMNS`], then
+/// when it was recorded and its hash.
 const EVENT_CSV_HEADER: [&str; 9] = [
     "position",
     "manual",
@@ -314,6 +315,27 @@ const EVENT_CSV_HEADER: [&str; 9] = [
     "recorded_at",
     "hash",
 ];
+/// The columns an event shows in a table as in CSV.
+const EVENT_COLUMNS: usize = 7;
+
+/// The values of an event's first [`EVENT_COLUMNS`] columns.
+fn event_columns(stored: &StoredEvent) -> [String; EVENT_COLUMNS] {
+    let declaration = stored
+        .payload
+        .get("movement")
+        .and_then(|m| m.get("declaration"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    [
+        stored.position.to_string(),
+        stored.stream.clone(),
+        stored.version.to_string(),
+        stored.business_date.to_string(),
+        stored.event_type.clone(),
+        stored.caller_id.clone().unwrap_or_default(),
+        declaration.to_owned(),
+    ]
+}
 
 impl EventPrinter {
     pub fn new(format: Format) -> Self {
@@ -326,56 +348,29 @@ impl EventPrinter {
     }
 
     pub fn push(&mut self, stored: &StoredEvent) {
-        let declaration = stored
-            .payload
-            .get("movement")
-            .and_then(|m| m.get("declaration"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         match self.format {
             Format::Json => {
                 write_array_element(self.count == 0, &Value::Object(event_json(stored)));
             }
             Format::Csv => {
                 let writer = self.csv.get_or_insert_with(event_csv_writer);
+                let recorded_at = stored
+                    .recorded_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
                 writer
-                    .write_record([
-                        stored.position.to_string(),
-                        stored.stream.clone(),
-                        stored.version.to_string(),
-                        stored.business_date.to_string(),
-                        stored.event_type.clone(),
-                        stored.caller_id.clone().unwrap_or_default(),
-                        declaration,
-                        stored
-                            .recorded_at
-                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                        stored.hash.clone(),
-                    ])
+                    .write_record(
+                        event_columns(stored)
+                            .iter()
+                            .map(String::as_str)
+                            .chain([recorded_at.as_str(), stored.hash.as_str()]),
+                    )
                     .unwrap_or_else(|error| csv_failed(error));
             }
             Format::Table => {
-                let table = self.table.get_or_insert_with(|| {
-                    table(&[
-                        "position",
-                        "manual",
-                        "version",
-                        "date",
-                        "type",
-                        "id",
-                        "declaration",
-                    ])
-                });
-                table.add_row(vec![
-                    stored.position.to_string(),
-                    stored.stream.clone(),
-                    stored.version.to_string(),
-                    stored.business_date.to_string(),
-                    stored.event_type.clone(),
-                    stored.caller_id.clone().unwrap_or_default(),
-                    declaration,
-                ]);
+                let table = self
+                    .table
+                    .get_or_insert_with(|| table(&EVENT_CSV_HEADER[..EVENT_COLUMNS]));
+                table.add_row(event_columns(stored).to_vec());
             }
         }
         self.count += 1;
@@ -383,7 +378,7 @@ impl EventPrinter {
 
     pub fn finish(self) {
         match self.format {
-            Format::Json => outln!("{}", if self.count == 0 { "[]" } else { "\n]" }),
+            Format::Json => end_array(self.count == 0),
             Format::Csv => {
                 let mut writer = self.csv.unwrap_or_else(event_csv_writer);
                 writer.flush().unwrap_or_else(|error| stdout_failed(&error));
