@@ -4,7 +4,7 @@
 //! closing report declares those figures, so every manual verifies balanced
 //! and with no finding: the history is valid under every rule.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bondledger_tests::{generator_binary, on_both_backends, TestLedger};
@@ -12,17 +12,12 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 /// Generates a history into the ledger's directory: (movement file, expected balances).
-fn generate(ledger: &TestLedger, seed: u64, extra: &[&str]) -> (PathBuf, Value) {
-    let history = ledger.dir.path().join(format!("generated-{seed}.jsonl"));
-    let expected = ledger.dir.path().join(format!("expected-{seed}.json"));
+/// Runs bondledger-gen with `args`, the history written to `history`.
+fn run_generator(history: &Path, args: &[&str]) {
     let output = Command::new(generator_binary())
-        .args(["--seed", &seed.to_string()])
-        .args(["--manuals", "3", "--movements", "300"])
-        .args(extra)
+        .args(args)
         .arg("--out")
-        .arg(&history)
-        .arg("--expected")
-        .arg(&expected)
+        .arg(history)
         .output()
         .expect("bondledger-gen runs");
     assert!(
@@ -30,6 +25,16 @@ fn generate(ledger: &TestLedger, seed: u64, extra: &[&str]) -> (PathBuf, Value) 
         "bondledger-gen failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+fn generate(ledger: &TestLedger, seed: u64, extra: &[&str]) -> (PathBuf, Value) {
+    let history = ledger.dir.path().join(format!("generated-{seed}.jsonl"));
+    let expected = ledger.dir.path().join(format!("expected-{seed}.json"));
+    let seed = seed.to_string();
+    let mut args = vec!["--seed", &seed, "--manuals", "3", "--movements", "300"];
+    args.extend(extra);
+    args.extend(["--expected", expected.to_str().expect("a UTF-8 path")]);
+    run_generator(&history, &args);
     let text = std::fs::read_to_string(&expected).expect("the expected balances are written");
     let expected: Value = serde_json::from_str(&text).expect("the expected balances are JSON");
     (history, expected)
@@ -131,17 +136,20 @@ fn seed_3_with_more_items_and_outward_processing(ledger: TestLedger) {
 /// audit used to read it cut at the cap and report a false break.
 fn a_manual_past_the_read_cap_is_audited_whole(ledger: TestLedger) {
     let history = ledger.dir.path().join("carryovers.jsonl");
-    let output = Command::new(generator_binary())
-        .args(["--seed", "4", "--manuals", "3", "--movements", "6500"])
-        .args(["--carryover-share", "0.9", "--reversal-share", "0.01"])
-        .arg("--out")
-        .arg(&history)
-        .output()
-        .expect("bondledger-gen runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    run_generator(
+        &history,
+        &[
+            "--seed",
+            "4",
+            "--manuals",
+            "3",
+            "--movements",
+            "6500",
+            "--carryover-share",
+            "0.9",
+            "--reversal-share",
+            "0.01",
+        ],
     );
     ledger.expect(&["import", history.to_str().expect("a UTF-8 path")], 0);
     let widest = ledger.count(
