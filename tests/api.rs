@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use bondledger_ledger::{Ledger, Role};
 use bondledger_tests::{on_both_backends, Server, TestLedger};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -623,6 +624,94 @@ fn a_batch_already_held_answers_200(test: TestLedger) {
     assert_eq!(answer.body["appended"][0]["id"], "h-3");
     assert_eq!(answer.body["already_held"][0]["id"], "h-2");
     assert_eq!(api.events(MANUAL_A), 7);
+}
+
+/// A batch longer than a chunk is decided chunk by chunk, each while the
+/// one before it is written: a movement repeated from the chunk being
+/// written, a reversal of one of its movements and of one written earlier,
+/// and a refusal in the last chunk all come out as they would one by one.
+fn a_long_batch_is_decided_while_its_earlier_chunks_are_written(test: TestLedger) {
+    let api = Api::new(test);
+    api.seed();
+    let material_balance = |api: &Api| -> Decimal {
+        let answer = api
+            .get(&format!("/api/v1/manuals/{MANUAL_A}/balance"), &api.admin)
+            .expect(StatusCode::OK, "balance");
+        answer.body["materials"][0]["balance"]
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .expect("a balance")
+    };
+    let reversal = |id: &str, of: &str| json!({"id":id,"type":"reversed","manual":MANUAL_A,"date":"2026-03-06","event":of,"reason":"录入错误"});
+    let line = |n: usize| import(MANUAL_A, &format!("l-{n}"), "2026-03-05", "1");
+    // The first chunk: l-0 … l-1999 (versions 5 … 2004 of the manual).
+    let mut batch: Vec<Value> = (0..2_000).map(line).collect();
+    // The second: l-1999 again, a reversal of l-1998, l-2000 twice.
+    batch.extend([
+        line(1_999),
+        reversal("v-1", "l-1998"),
+        line(2_000),
+        line(2_000),
+    ]);
+    batch.extend((2_001..4_000).map(line));
+    // The third: a reversal of l-10, long written.
+    batch.push(reversal("v-2", "l-10"));
+    batch.extend((4_000..4_500).map(line));
+    let before = material_balance(&api);
+    let answer = api
+        .post(&api.admin, &Value::Array(batch.clone()))
+        .expect(StatusCode::CREATED, "a long batch");
+    let appended = answer.body["appended"].as_array().expect("appended");
+    assert_eq!(appended.len(), 4_502, "4,500 imports and 2 reversals");
+    let position_of = |id: &str| {
+        appended
+            .iter()
+            .find(|movement| movement["id"] == id)
+            .map(|movement| (movement["version"].clone(), movement["position"].clone()))
+            .expect("appended")
+    };
+    assert_eq!(position_of("l-1999").0, json!(2_004));
+    assert_eq!(position_of("v-1").0, json!(2_005));
+    assert_eq!(position_of("l-2000").0, json!(2_006));
+    let held: Vec<(Value, (Value, Value))> = answer.body["already_held"]
+        .as_array()
+        .expect("already held")
+        .iter()
+        .map(|h| {
+            (
+                h["id"].clone(),
+                (h["version"].clone(), h["position"].clone()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        held,
+        vec![
+            (json!("l-1999"), position_of("l-1999")),
+            (json!("l-2000"), position_of("l-2000")),
+        ],
+        "a repeat is listed with the version and position of what it repeats"
+    );
+    let after = material_balance(&api);
+    assert_eq!(after - before, Decimal::from(4_498), "two imports reversed");
+
+    // Once more, and the last movement refused: nothing of it is kept.
+    let mut again: Vec<Value> = (10_000..14_000).map(line).collect();
+    again.push(export(MANUAL_A, "x-1", "2026-03-07", "1000000"));
+    let answer = api
+        .post(&api.admin, &Value::Array(again))
+        .expect(StatusCode::UNPROCESSABLE_ENTITY, "a refusal at the end");
+    assert_eq!(answer.body["index"], 4_000, "{}", answer.text);
+    assert_eq!(material_balance(&api), after, "nothing of it is kept");
+    let repeated = api
+        .post(&api.admin, &Value::Array(batch))
+        .expect(StatusCode::OK, "the first batch again");
+    assert_eq!(repeated.body["appended"], json!([]));
+    assert_eq!(
+        repeated.body["already_held"].as_array().map(Vec::len),
+        Some(4_504)
+    );
+    assert_eq!(material_balance(&api), after);
 }
 
 fn bodies_and_batches_over_their_limits_are_413(test: TestLedger) {
@@ -2128,6 +2217,7 @@ on_both_backends! {
     a_refused_movement_leaves_its_whole_batch_out;
     a_malformed_request_names_its_field_and_changes_nothing;
     a_batch_already_held_answers_200;
+    a_long_batch_is_decided_while_its_earlier_chunks_are_written;
     bodies_and_batches_over_their_limits_are_413;
     answers_equal_what_the_cli_prints;
     unknown_manuals_are_404;

@@ -352,7 +352,7 @@ fn decide_batch(
     let mut taken: HashMap<String, Envelope> = HashMap::new();
     for Located { line, envelope } in request.movements.iter().cloned() {
         if let Some(id) = &envelope.id {
-            match id_seen(line, id, &envelope, held, &taken) {
+            match id_seen(line, id, &envelope, held, taken.get(id)) {
                 IdSeen::Again(movement) => {
                     outcome.held(movement);
                     continue;
@@ -503,6 +503,11 @@ async fn append_accepted(
                 version: event.version,
                 position: event.position,
             });
+        }
+    }
+    for verdict in verdicts.iter_mut() {
+        if let Verdict::Accepted(decided) = verdict {
+            decided.outcome.place_repeats();
         }
     }
     Ok(books)

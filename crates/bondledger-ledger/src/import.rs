@@ -2,7 +2,7 @@
 //! by movement against the state it will commit on, and appended in one
 //! transaction, all or nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,9 +12,11 @@ use bondledger_domain::{
     ReversalTarget, SCHEMA_VERSION,
 };
 use bondledger_store::{
-    AppendSession, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend,
+    AppendSession, Appended, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent,
+    StreamAppend,
 };
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::query::AsOf;
 use crate::source::{read_lines, read_movements_ahead, Located};
@@ -66,6 +68,30 @@ impl ImportOutcome {
         self.already_held_count += 1;
         if self.already_held.len() < MAX_LISTED_MOVEMENTS {
             self.already_held.push(movement);
+        }
+    }
+
+    /// Gives each movement listed as already held because it repeats one
+    /// this batch appended the version and position that one was given.
+    /// Exact for a batch of at most [`MAX_LISTED_MOVEMENTS`] movements.
+    pub(crate) fn place_repeats(&mut self) {
+        if self.already_held.iter().all(|held| held.version != 0) {
+            return;
+        }
+        let placed: HashMap<&str, (i64, i64)> = self
+            .appended
+            .iter()
+            .filter_map(|movement| {
+                let id = movement.id.as_deref()?;
+                Some((id, (movement.version, movement.position)))
+            })
+            .collect();
+        for held in &mut self.already_held {
+            let found = held.id.as_deref().and_then(|id| placed.get(id));
+            if let (0, Some(&(version, position))) = (held.version, found) {
+                held.version = version;
+                held.position = position;
+            }
         }
     }
 }
@@ -213,9 +239,8 @@ impl Ledger {
         source_name: &str,
         movements: &mut impl Iterator<Item = Result<Located, LedgerError>>,
     ) -> Result<ImportOutcome, LedgerError> {
-        let mut batch = Batch {
-            ledger: self,
-            session: self.store.begin().await?,
+        let mut session = self.store.begin().await?;
+        let mut decider = Decider {
             books: HashMap::new(),
             mode,
             metadata: EventMetadata {
@@ -224,42 +249,50 @@ impl Ledger {
             },
             source_name: source_name.to_owned(),
             outcome: ImportOutcome::default(),
-            pending: Vec::new(),
+            unplaced: Vec::new(),
         };
-        let mut chunk = Vec::with_capacity(CHUNK_MOVEMENTS);
-        for located in movements {
-            chunk.push(located?);
-            if chunk.len() == CHUNK_MOVEMENTS {
-                batch.decide_chunk(std::mem::take(&mut chunk)).await?;
+        // Each chunk is decided while the one before it is written, in a
+        // task of its own: the append's planning and the store's work go on
+        // beside the deciding.
+        let mut written = Decided::default();
+        loop {
+            let chunk = next_chunk(movements)?;
+            if chunk.is_empty() {
+                break;
             }
+            let lookups = decider
+                .look_up(self, &mut *session, &chunk, &written)
+                .await?;
+            let (runs, run_lines) = decider.runs(std::mem::take(&mut written.pending));
+            let append = tokio::spawn(
+                async move {
+                    let appended = append_runs(&mut *session, runs).await;
+                    (session, appended)
+                }
+                .instrument(tracing::Span::current()),
+            );
+            let decided = decider.decide_chunk(chunk, &lookups, &written.taken).await;
+            let appended;
+            (session, appended) = append.await.unwrap_or_else(|error| {
+                // The task is never cancelled: it is awaited right here.
+                std::panic::resume_unwind(error.into_panic())
+            });
+            decider.record(run_lines, appended?)?;
+            written = decided?;
         }
-        batch.decide_chunk(chunk).await?;
-        let Batch {
-            session,
-            outcome,
-            books,
-            ..
-        } = batch;
+        let (runs, run_lines) = decider.runs(written.pending);
+        let appended = append_runs(&mut *session, runs).await?;
+        decider.record(run_lines, appended)?;
         session.commit().await?;
-        self.keep_states(books);
-        Ok(outcome)
+        self.keep_states(decider.books);
+        Ok(decider.outcome)
     }
 
-    /// A manual's state as the store holds it now: the cached one when the
-    /// stream, read in `session`, is still at its version; else replayed.
-    /// On PostgreSQL the stream may move between this read and the append;
-    /// the append's expected version then makes it a conflict.
-    pub(crate) async fn current_state(
-        &self,
-        session: &mut dyn AppendSession,
-        manual: &ManualNo,
-    ) -> Result<Option<ManualState>, LedgerError> {
-        let mut states = self.current_states(session, &[manual]).await?;
-        Ok(states.pop().flatten())
-    }
-
-    /// As [`Ledger::current_state`] for each of `manuals` (distinct), the
-    /// versions of those kept read in one statement.
+    /// The state of each of `manuals` (distinct) as the store holds it now:
+    /// the cached one when its stream, read in `session`, is still at its
+    /// version (the versions of those kept read in one statement); else
+    /// replayed. On PostgreSQL a stream may move between this read and the
+    /// append; the append's expected version then makes it a conflict.
     pub(crate) async fn current_states(
         &self,
         session: &mut dyn AppendSession,
@@ -313,39 +346,28 @@ fn is_malformed(error: &LedgerError) -> bool {
     )
 }
 
-struct Batch<'a> {
-    ledger: &'a Ledger,
-    session: Box<dyn AppendSession>,
-    books: HashMap<ManualNo, Book>,
-    mode: Mode,
-    metadata: EventMetadata,
-    source_name: String,
-    outcome: ImportOutcome,
-    /// Decided movements in the order they came: (line, manual, event).
-    pending: Vec<(usize, ManualNo, NewEvent)>,
-}
-
 /// What a movement's id names already.
 pub(crate) enum IdSeen {
     /// Nothing: the movement is new.
     New,
     /// This very movement, held by the store or taken earlier in the batch
-    /// (a harmless re-import); version and position 0 for one not yet written.
+    /// (a harmless re-import); version and position 0 for one not yet written,
+    /// until its append gives them.
     Again(AppendedMovement),
     /// Another movement: the id is held with other content.
     Conflict,
 }
 
 /// What `id` (the id of `envelope`, on `line`) names among the events the
-/// store `held` and the movements `taken` earlier in this batch.
+/// store `held` and `taken`, the movement of this batch that took it earlier.
 pub(crate) fn id_seen(
     line: usize,
     id: &str,
     envelope: &Envelope,
     held: &HashMap<String, StoredEvent>,
-    taken: &HashMap<String, Envelope>,
+    taken: Option<&Envelope>,
 ) -> IdSeen {
-    let (same, manual, version, position) = match (held.get(id), taken.get(id)) {
+    let (same, manual, version, position) = match (held.get(id), taken) {
         (Some(stored), _) => (
             same_movement(stored, envelope),
             stored.stream.clone(),
@@ -375,24 +397,165 @@ pub(crate) fn same_movement(stored: &StoredEvent, envelope: &Envelope) -> bool {
         && stored.payload.get("movement") == Some(&Value::Object(envelope.movement.fields()))
 }
 
-impl Batch<'_> {
-    async fn decide_chunk(&mut self, chunk: Vec<Located>) -> Result<(), LedgerError> {
-        if chunk.is_empty() {
-            return Ok(());
+/// The state of a batch being decided, apart from the session it is
+/// written in (so that a chunk is decided while the one before is written).
+struct Decider {
+    books: HashMap<ManualNo, Book>,
+    mode: Mode,
+    metadata: EventMetadata,
+    source_name: String,
+    outcome: ImportOutcome,
+    /// Movements listed as already held that repeat a movement of this batch
+    /// not yet written: (index in `outcome.already_held`, id). Their version
+    /// and position are filled in once it is.
+    unplaced: Vec<(usize, String)>,
+}
+
+/// Movements decided and not yet handed to the store.
+#[derive(Default)]
+struct Decided {
+    /// (line, manual, event), in the order they came.
+    pending: Vec<(usize, ManualNo, NewEvent)>,
+    /// The ids they take, with the movements that took them.
+    taken: HashMap<String, Envelope>,
+}
+
+/// What deciding a chunk looks up in the store, read before it starts.
+struct Lookups {
+    /// The events the store holds under the ids the chunk names.
+    held: HashMap<String, StoredEvent>,
+    /// Events the chunk may reverse that were decided before it and are not
+    /// yet in the store: (line, manual, event).
+    waiting: HashMap<String, (usize, ManualNo, NewEvent)>,
+}
+
+impl Lookups {
+    /// The event `id` names, as a reversal of it sees it: decided before this
+    /// chunk and not yet written, or held by the store.
+    fn reversal_target(&self, id: &str) -> Result<Option<ReversalTarget>, LedgerError> {
+        if let Some((line, manual, event)) = self.waiting.get(id) {
+            return pending_reversal_target(*line, manual, event).map(Some);
         }
-        let ids: Vec<String> = chunk.iter().filter_map(|l| l.envelope.id.clone()).collect();
-        let mut held: HashMap<String, StoredEvent> = HashMap::new();
-        for stored in self.session.find_by_caller_ids(&ids).await? {
-            if let Some(id) = stored.caller_id.clone() {
-                held.insert(id, stored);
+        self.held.get(id).map(reversal_target).transpose()
+    }
+}
+
+/// The next [`CHUNK_MOVEMENTS`] movements of `movements` (fewer at its end).
+fn next_chunk(
+    movements: &mut impl Iterator<Item = Result<Located, LedgerError>>,
+) -> Result<Vec<Located>, LedgerError> {
+    let mut chunk = Vec::with_capacity(CHUNK_MOVEMENTS);
+    for located in movements.by_ref().take(CHUNK_MOVEMENTS) {
+        chunk.push(located?);
+    }
+    Ok(chunk)
+}
+
+async fn append_runs(
+    session: &mut dyn AppendSession,
+    runs: Vec<StreamAppend>,
+) -> Result<Vec<Vec<Appended>>, LedgerError> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(session.append_runs(runs).await?)
+}
+
+/// Movements decided between two looks at whether the append of the chunk
+/// before has finished.
+const DECIDED_BETWEEN_POLLS: usize = 32;
+
+/// The manuals `located` touches: its own, and the other side of a
+/// remnant carry-over.
+fn manuals_of(located: &Located) -> impl Iterator<Item = &ManualNo> {
+    let counterparty = match &located.envelope.movement {
+        Movement::RemnantOut(r) => Some(&r.to_manual),
+        Movement::RemnantIn(r) => Some(&r.from_manual),
+        _ => None,
+    };
+    std::iter::once(&located.envelope.manual).chain(counterparty)
+}
+
+impl Decider {
+    /// Reads what deciding `chunk` needs from the store: the events its ids
+    /// and reversals name, and the state of each manual the batch meets for
+    /// the first time. `written` is being written meanwhile: its events are
+    /// not in the store yet, and what the chunk reverses of them is kept.
+    async fn look_up(
+        &mut self,
+        ledger: &Ledger,
+        session: &mut dyn AppendSession,
+        chunk: &[Located],
+        written: &Decided,
+    ) -> Result<Lookups, LedgerError> {
+        let reversed: Vec<&String> = chunk
+            .iter()
+            .filter_map(|located| match &located.envelope.movement {
+                Movement::Reversed(reversal) => Some(&reversal.event),
+                _ => None,
+            })
+            .collect();
+        let mut ids: Vec<String> = chunk
+            .iter()
+            .filter_map(|located| located.envelope.id.as_ref())
+            .chain(reversed.iter().copied())
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let held: HashMap<String, StoredEvent> = session
+            .find_by_caller_ids(&ids)
+            .await?
+            .into_iter()
+            .filter_map(|stored| Some((stored.caller_id.clone()?, stored)))
+            .collect();
+        let mut waiting = HashMap::new();
+        for id in reversed {
+            let found = written
+                .pending
+                .iter()
+                .rev()
+                .find(|(_, _, event)| event.caller_id.as_ref() == Some(id));
+            if let Some(found) = found {
+                waiting.insert(id.clone(), found.clone());
             }
         }
-        // Ids taken earlier in this chunk, not yet visible to the store.
-        let mut taken: HashMap<String, Envelope> = HashMap::new();
-        for Located { line, envelope } in chunk {
+        let mut met = HashSet::new();
+        let manuals: Vec<&ManualNo> = chunk
+            .iter()
+            .flat_map(manuals_of)
+            .filter(|manual| !self.books.contains_key(*manual) && met.insert(*manual))
+            .collect();
+        let states = ledger.current_states(session, &manuals).await?;
+        for (manual, state) in manuals.into_iter().zip(states) {
+            self.books.insert(manual.clone(), Book::loaded(state));
+        }
+        Ok(Lookups { held, waiting })
+    }
+
+    /// Decides `chunk` against the books, `earlier` the ids taken by the
+    /// movements decided before it and not yet written. Yields now and then,
+    /// so that the append it runs beside moves on where the runtime has a
+    /// single thread.
+    async fn decide_chunk(
+        &mut self,
+        chunk: Vec<Located>,
+        lookups: &Lookups,
+        earlier: &HashMap<String, Envelope>,
+    ) -> Result<Decided, LedgerError> {
+        let mut decided = Decided::default();
+        for (index, Located { line, envelope }) in chunk.into_iter().enumerate() {
+            if index % DECIDED_BETWEEN_POLLS == DECIDED_BETWEEN_POLLS - 1 {
+                tokio::task::yield_now().await;
+            }
             if let Some(id) = &envelope.id {
-                match id_seen(line, id, &envelope, &held, &taken) {
+                let taken = decided.taken.get(id).or_else(|| earlier.get(id));
+                match id_seen(line, id, &envelope, &lookups.held, taken) {
                     IdSeen::Again(movement) => {
+                        if movement.version == 0 {
+                            self.unplaced
+                                .push((self.outcome.already_held.len(), id.clone()));
+                        }
                         self.outcome.held(movement);
                         continue;
                     }
@@ -405,20 +568,27 @@ impl Batch<'_> {
                     }
                     IdSeen::New => {}
                 }
-                taken.insert(id.clone(), envelope.clone());
             }
-            self.decide_one(line, envelope).await?;
+            let (event, envelope) = self.decide_one(line, envelope, lookups, &decided.pending)?;
+            if let Some(id) = &envelope.id {
+                decided.taken.insert(id.clone(), envelope);
+            }
+            decided.pending.push(event);
         }
-        self.flush().await
+        Ok(decided)
     }
 
-    async fn decide_one(&mut self, line: usize, envelope: Envelope) -> Result<(), LedgerError> {
+    fn decide_one(
+        &mut self,
+        line: usize,
+        envelope: Envelope,
+        lookups: &Lookups,
+        pending: &[(usize, ManualNo, NewEvent)],
+    ) -> Result<((usize, ManualNo, NewEvent), Envelope), LedgerError> {
         let target = match &envelope.movement {
             Movement::Reversed(reversal) => {
-                // The event reversed may wait in this batch, not yet handed
-                // to the store.
-                let waiting = self
-                    .pending
+                // The event reversed may be in this chunk, decided before it.
+                let waiting = pending
                     .iter()
                     .rev()
                     .find(|(_, _, event)| event.caller_id.as_ref() == Some(&reversal.event));
@@ -426,85 +596,55 @@ impl Batch<'_> {
                     Some((line, manual, event)) => {
                         Some(pending_reversal_target(*line, manual, event)?)
                     }
-                    None => {
-                        let found = self
-                            .session
-                            .find_by_caller_ids(std::slice::from_ref(&reversal.event))
-                            .await?;
-                        match found.into_iter().next() {
-                            Some(stored) => Some(reversal_target(&stored)?),
-                            None => None,
-                        }
-                    }
+                    None => lookups.reversal_target(&reversal.event)?,
                 }
             }
             _ => None,
         };
-        let counterparty_manual = match &envelope.movement {
-            Movement::RemnantOut(r) => Some(&r.to_manual),
-            Movement::RemnantIn(r) => Some(&r.from_manual),
-            _ => None,
-        };
-        let counterparty = match counterparty_manual {
-            Some(other) => self
-                .book(other)
-                .await?
-                .state
-                .as_ref()
-                .map(|state| state.registration.clone()),
-            None => None,
-        };
+        let located = Located { line, envelope };
+        let counterparty = manuals_of(&located)
+            .nth(1)
+            .and_then(|other| self.book(other).state.as_ref())
+            .map(|state| state.registration.clone());
+        let Located { envelope, .. } = located;
         let manual = envelope.manual.clone();
-        self.book(&manual).await?;
-        let book = self
-            .books
-            .get_mut(&manual)
-            .unwrap_or_else(|| unreachable!("the book was loaded above"));
         let context = Context {
             mode: self.mode,
             counterparty: counterparty.as_ref(),
             reversal_target: target.as_ref(),
         };
-        let recorded = decide_movement(book, envelope, &context, line, &self.source_name)?;
-        self.pending
-            .push((line, manual, new_event(&recorded, &self.metadata)));
-        Ok(())
-    }
-
-    /// A manual's book, its state replayed from the store when the batch
-    /// first meets it. Whatever another writer appends to it later makes
-    /// this batch's append a conflict, and the batch is decided again.
-    async fn book(&mut self, manual: &ManualNo) -> Result<&Book, LedgerError> {
-        if !self.books.contains_key(manual) {
-            let state = self
-                .ledger
-                .current_state(&mut *self.session, manual)
-                .await?;
-            self.books.insert(manual.clone(), Book::loaded(state));
-        }
-        Ok(self
+        let book = self
             .books
-            .get(manual)
-            .unwrap_or_else(|| unreachable!("the book was inserted above")))
+            .get_mut(&manual)
+            .unwrap_or_else(|| unreachable!("every manual of a chunk is looked up"));
+        let recorded = decide_movement(book, envelope, &context, line, &self.source_name)?;
+        let event = new_event(&recorded, &self.metadata);
+        // The movement as decided is the one its id names from now on.
+        Ok(((line, manual, event), recorded.envelope))
     }
 
-    /// Hands the decided movements to the store in the order they came, so
-    /// ledger positions follow the batch: one run per stretch of movements
-    /// of the same manual, all runs in one append.
-    async fn flush(&mut self) -> Result<(), LedgerError> {
+    fn book(&self, manual: &ManualNo) -> &Book {
+        self.books
+            .get(manual)
+            .unwrap_or_else(|| unreachable!("every manual of a chunk is looked up"))
+    }
+
+    /// The runs `pending` makes, in the order it came, so ledger positions
+    /// follow the batch: one run per stretch of movements of the same manual;
+    /// with the lines of each run.
+    fn runs(
+        &self,
+        pending: Vec<(usize, ManualNo, NewEvent)>,
+    ) -> (Vec<StreamAppend>, Vec<(ManualNo, Vec<usize>)>) {
         let mut runs: Vec<StreamAppend> = Vec::new();
         let mut run_lines: Vec<(ManualNo, Vec<usize>)> = Vec::new();
-        // Where each manual's next run starts: after the earlier runs of this flush.
+        // Where each manual's next run starts: after the earlier runs of these.
         let mut expected: HashMap<ManualNo, i64> = HashMap::new();
-        for (line, manual, event) in std::mem::take(&mut self.pending) {
+        for (line, manual, event) in pending {
             let version = match expected.get_mut(&manual) {
                 Some(version) => version,
                 None => {
-                    let flushed = self
-                        .books
-                        .get(&manual)
-                        .unwrap_or_else(|| unreachable!("every decided manual has a book"))
-                        .flushed;
+                    let flushed = self.book(&manual).flushed;
                     expected.entry(manual.clone()).or_insert(flushed)
                 }
             };
@@ -524,10 +664,15 @@ impl Batch<'_> {
             }
             *version += 1;
         }
-        if runs.is_empty() {
-            return Ok(());
-        }
-        let appended = self.session.append_runs(runs).await?;
+        (runs, run_lines)
+    }
+
+    /// Takes in what the store appended of `runs`.
+    fn record(
+        &mut self,
+        run_lines: Vec<(ManualNo, Vec<usize>)>,
+        appended: Vec<Vec<Appended>>,
+    ) -> Result<(), LedgerError> {
         // Ids were checked against the store before deciding; fewer appended
         // means another writer committed some of these ids since. Decide the
         // file again (this transaction is rolled back): it will find them held.
@@ -540,6 +685,29 @@ impl Batch<'_> {
                 }));
             }
         }
+        let mut placed: HashMap<&str, (i64, i64)> = HashMap::new();
+        if !self.unplaced.is_empty() {
+            placed = appended
+                .iter()
+                .flatten()
+                .filter_map(|event| {
+                    Some((event.caller_id.as_deref()?, (event.version, event.position)))
+                })
+                .collect();
+            let already_held = &mut self.outcome.already_held;
+            self.unplaced
+                .retain(|(index, id)| match placed.get(id.as_str()) {
+                    Some(&(version, position)) => {
+                        if let Some(movement) = already_held.get_mut(*index) {
+                            movement.version = version;
+                            movement.position = position;
+                        }
+                        false
+                    }
+                    None => true,
+                });
+        }
+        drop(placed);
         for ((manual, lines), events) in run_lines.into_iter().zip(appended) {
             let book = self
                 .books
@@ -560,7 +728,6 @@ impl Batch<'_> {
         Ok(())
     }
 }
-
 /// Decides one movement against `book`, its manual's state as the batch
 /// leaves it, and evolves the book as a replay of the stored event would.
 pub(crate) fn decide_movement(

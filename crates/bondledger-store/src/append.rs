@@ -147,7 +147,9 @@ pub(crate) trait WriteTransaction: Send {
     ) -> Result<Vec<EventRow>, StoreError>;
     /// The heads of `streams`, in the order asked.
     async fn stream_heads(&mut self, streams: &[&str]) -> Result<Vec<StreamHead>, StoreError>;
-    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
+    /// Writes `plan`. It may take the text of the rows' payload, metadata and
+    /// hash as it goes: what an append returns does not need them.
+    async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError>;
 }
 
 /// Appends `events` to `stream` inside `transaction` (see [`crate::EventStore::append`]).
@@ -194,14 +196,21 @@ where
         return Ok(runs.iter().map(|_| Vec::new()).collect());
     }
     let mut prepared = Vec::with_capacity(runs.len());
+    let mut last_metadata = None;
     for run in runs {
-        prepared.push((run.stream, run.expected, prepare_events(run.events)?));
+        let events = prepare_events(run.events, &mut last_metadata)?;
+        prepared.push((run.stream, run.expected, events));
     }
     // The lock comes first so that everything read below is what the append writes over.
     let ledger_head = transaction.lock_ledger_head().await?;
     let caller_ids = distinct_caller_ids(prepared.iter().flat_map(|(_, _, events)| events));
     let held = transaction.rows_by_caller_ids(&caller_ids).await?;
     let mut seen = SeenIds::new(&held);
+    let mut fresh = Vec::with_capacity(prepared.len());
+    for (stream, _, events) in &prepared {
+        fresh.push(seen.fresh(stream, events)?);
+    }
+    drop(seen);
     let mut heads = PlannedHeads::read(
         &mut *transaction,
         prepared.iter().map(|(stream, _, _)| stream.as_str()),
@@ -214,8 +223,8 @@ where
     };
     let recorded_at = recorded_at(ledger_head, Utc::now());
     let mut run_lengths = Vec::with_capacity(prepared.len());
-    for (stream, expected, events) in prepared {
-        let fresh = seen.skip_held(&stream, events)?;
+    for ((stream, expected, events), fresh) in prepared.into_iter().zip(fresh) {
+        let fresh = keep_fresh(events, fresh);
         run_lengths.push(fresh.len());
         if fresh.is_empty() {
             continue;
@@ -238,7 +247,7 @@ where
         plan.rows.extend(rows);
     }
     if !plan.rows.is_empty() {
-        transaction.write(&plan).await?;
+        transaction.write(&mut plan).await?;
     }
     let mut rows = plan.rows.iter();
     Ok(run_lengths
@@ -298,7 +307,7 @@ where
         previous_recorded_at = Some(row.recorded_at);
         plan.rows.push(row);
     }
-    transaction.write(&plan).await?;
+    transaction.write(&mut plan).await?;
     Ok(plan.rows.iter().map(EventRow::appended).collect())
 }
 
@@ -444,16 +453,21 @@ fn validate_append(
     Ok(())
 }
 
-fn prepare_events(events: Vec<NewEvent>) -> Result<Vec<PreparedEvent>, StoreError> {
-    // The events of one append mostly share their metadata: encoded once.
-    let mut last_metadata: Option<(EventMetadata, String)> = None;
+/// The metadata of the event prepared last, and its canonical text: the events of
+/// one append mostly share their metadata, so it is encoded once.
+type LastMetadata = Option<(EventMetadata, String)>;
+
+fn prepare_events(
+    events: Vec<NewEvent>,
+    last_metadata: &mut LastMetadata,
+) -> Result<Vec<PreparedEvent>, StoreError> {
     let mut prepared = Vec::with_capacity(events.len());
     for event in events {
-        let metadata_json = match &last_metadata {
+        let metadata_json = match last_metadata {
             Some((metadata, json)) if *metadata == event.metadata => json.clone(),
             _ => {
                 let json = metadata_json(&event.metadata)?;
-                last_metadata = Some((event.metadata.clone(), json.clone()));
+                *last_metadata = Some((event.metadata.clone(), json.clone()));
                 json
             }
         };
@@ -506,8 +520,7 @@ struct Content<'a> {
 /// taken earlier in the same append.
 struct SeenIds<'a> {
     held: HashMap<&'a str, Content<'a>>,
-    /// Caller id → (stream, event type, business date, payload).
-    batch: HashMap<String, (String, String, NaiveDate, String)>,
+    batch: HashMap<&'a str, Content<'a>>,
 }
 
 impl<'a> SeenIds<'a> {
@@ -531,18 +544,18 @@ impl<'a> SeenIds<'a> {
         }
     }
 
-    /// Drops the events the ledger (or this append) already holds with the same
-    /// content; the same caller id with different content is an
-    /// [`StoreError::IdConflict`].
-    fn skip_held(
+    /// Which of `events`, appended to `stream`, are new: not those the ledger (or
+    /// this append) already holds with the same content. The same caller id with
+    /// different content is an [`StoreError::IdConflict`].
+    fn fresh(
         &mut self,
-        stream: &str,
-        events: Vec<PreparedEvent>,
-    ) -> Result<Vec<PreparedEvent>, StoreError> {
+        stream: &'a str,
+        events: &'a [PreparedEvent],
+    ) -> Result<Vec<bool>, StoreError> {
         let mut fresh = Vec::with_capacity(events.len());
         for event in events {
             let Some(caller_id) = event.caller_id.as_deref() else {
-                fresh.push(event);
+                fresh.push(true);
                 continue;
             };
             let content = Content {
@@ -551,50 +564,45 @@ impl<'a> SeenIds<'a> {
                 business_date: event.business_date,
                 payload_json: &event.payload_json,
             };
-            let earlier = match (self.held.get(caller_id), self.batch.get(caller_id)) {
-                (Some(held), _) => Some(*held == content),
-                (None, Some((stream, event_type, business_date, payload_json))) => Some(
-                    Content {
-                        stream,
-                        event_type,
-                        business_date: *business_date,
-                        payload_json,
-                    } == content,
-                ),
-                (None, None) => None,
-            };
+            let earlier = self
+                .held
+                .get(caller_id)
+                .or_else(|| self.batch.get(caller_id));
             match earlier {
-                Some(true) => continue,
-                Some(false) => {
+                Some(earlier) if *earlier == content => fresh.push(false),
+                Some(_) => {
                     return Err(StoreError::IdConflict {
                         caller_id: caller_id.to_owned(),
                     })
                 }
-                None => {}
+                None => {
+                    self.batch.insert(caller_id, content);
+                    fresh.push(true);
+                }
             }
-            self.batch.insert(
-                caller_id.to_owned(),
-                (
-                    stream.to_owned(),
-                    event.event_type.clone(),
-                    event.business_date,
-                    event.payload_json.clone(),
-                ),
-            );
-            fresh.push(event);
         }
         Ok(fresh)
     }
 }
 
-/// Drops the events `held` (or this batch) holds already; see [`SeenIds::skip_held`].
+/// `events` without those `fresh` (from [`SeenIds::fresh`]) says are held already.
+fn keep_fresh(events: Vec<PreparedEvent>, fresh: Vec<bool>) -> Vec<PreparedEvent> {
+    events
+        .into_iter()
+        .zip(fresh)
+        .filter_map(|(event, fresh)| fresh.then_some(event))
+        .collect()
+}
+
+/// Drops the events `held` (or this batch) holds already; see [`SeenIds::fresh`].
 #[cfg(test)]
 fn skip_held(
     stream: &str,
     events: Vec<PreparedEvent>,
     held: &[EventRow],
 ) -> Result<Vec<PreparedEvent>, StoreError> {
-    SeenIds::new(held).skip_held(stream, events)
+    let fresh = SeenIds::new(held).fresh(stream, &events)?;
+    Ok(keep_fresh(events, fresh))
 }
 
 fn check_expected_version(
@@ -682,14 +690,17 @@ mod tests {
     }
 
     fn event(caller_id: Option<&str>, payload: serde_json::Value) -> PreparedEvent {
-        let mut prepared = prepare_events(vec![NewEvent {
-            caller_id: caller_id.map(str::to_owned),
-            event_type: "Imported".to_owned(),
-            schema_version: 1,
-            payload,
-            metadata: EventMetadata::default(),
-            business_date: date(),
-        }])
+        let mut prepared = prepare_events(
+            vec![NewEvent {
+                caller_id: caller_id.map(str::to_owned),
+                event_type: "Imported".to_owned(),
+                schema_version: 1,
+                payload,
+                metadata: EventMetadata::default(),
+                business_date: date(),
+            }],
+            &mut None,
+        )
         .expect("a valid event");
         prepared.pop().expect("one event prepared")
     }

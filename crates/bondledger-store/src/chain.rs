@@ -108,20 +108,34 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
         Value::Object(members) => {
             // Sorted here rather than trusting the map's order: `preserve_order` may be
             // switched on for serde_json anywhere in the dependency graph.
-            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|left, right| left.0.as_bytes().cmp(right.0.as_bytes()));
-            out.push(b'{');
-            for (index, (key, member)) in sorted.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_scalar(key, out);
-                out.push(b':');
-                write_canonical(member, out);
+            if members
+                .keys()
+                .is_sorted_by(|left, right| left.as_bytes() <= right.as_bytes())
+            {
+                write_members(members.iter(), out);
+            } else {
+                let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+                sorted.sort_by(|left, right| left.0.as_bytes().cmp(right.0.as_bytes()));
+                write_members(sorted.into_iter(), out);
             }
-            out.push(b'}');
         }
     }
+}
+
+fn write_members<'a>(
+    members: impl Iterator<Item = (&'a String, &'a serde_json::Value)>,
+    out: &mut Vec<u8>,
+) {
+    out.push(b'{');
+    for (index, (key, member)) in members.enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_scalar(key, out);
+        out.push(b':');
+        write_canonical(member, out);
+    }
+    out.push(b'}');
 }
 
 /// A string, number, boolean or null exactly as `serde_json` prints it.

@@ -529,7 +529,7 @@ impl WriteTransaction for PostgresSession {
         select_stream_heads(&mut self.transaction, streams).await
     }
 
-    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+    async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
         self.partitions
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;

@@ -314,7 +314,7 @@ impl WriteTransaction for SqliteSession {
         Ok(heads)
     }
 
-    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+    async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
         write_plan(&mut self.transaction, plan).await
     }
 }
@@ -407,9 +407,8 @@ async fn select_ledger_head(connection: &mut SqliteConnection) -> Result<LedgerH
 
 async fn write_plan(
     connection: &mut SqliteConnection,
-    plan: &AppendPlan,
+    plan: &mut AppendPlan,
 ) -> Result<(), StoreError> {
-    let last = plan.last();
     // The stream rows come first: events reference them.
     for moved in &plan.streams {
         if moved.previous_version == 0 {
@@ -437,9 +436,10 @@ async fn write_plan(
             }
         }
     }
-    for chunk in plan.rows.chunks(INSERT_ROWS_PER_STATEMENT) {
+    for chunk in plan.rows.chunks_mut(INSERT_ROWS_PER_STATEMENT) {
         insert_events(connection, chunk).await?;
     }
+    let last = plan.last();
     let updated = sqlx::query(
         "UPDATE ledger_head SET position = ?, recorded_at = ? WHERE id = 1 AND position = ?",
     )
@@ -456,12 +456,24 @@ async fn write_plan(
     Ok(())
 }
 
+/// Inserts `rows`, taking their payload, metadata and hash text (bound as they
+/// are, not copied).
 async fn insert_events(
     connection: &mut SqliteConnection,
-    rows: &[EventRow],
+    rows: &mut [EventRow],
 ) -> Result<(), StoreError> {
     let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+    // The rows of one append share their recorded time: formatted once.
+    let mut recorded_at: Option<(DateTime<Utc>, String)> = None;
     query.push_values(rows, |mut values, row| {
+        let recorded_at = match &recorded_at {
+            Some((time, text)) if *time == row.recorded_at => text.clone(),
+            _ => {
+                let text = format_recorded_at(&row.recorded_at);
+                recorded_at = Some((row.recorded_at, text.clone()));
+                text
+            }
+        };
         values
             .push_bind(row.position)
             .push_bind(row.event_id.as_hyphenated().to_string())
@@ -470,11 +482,11 @@ async fn insert_events(
             .push_bind(row.version)
             .push_bind(row.event_type.as_str())
             .push_bind(row.schema_version)
-            .push_bind(row.payload_json.as_str())
-            .push_bind(row.metadata_json.as_str())
+            .push_bind(std::mem::take(&mut row.payload_json))
+            .push_bind(std::mem::take(&mut row.metadata_json))
             .push_bind(format_business_date(&row.business_date))
-            .push_bind(format_recorded_at(&row.recorded_at))
-            .push_bind(row.hash.as_str());
+            .push_bind(recorded_at)
+            .push_bind(std::mem::take(&mut row.hash));
     });
     query.build().execute(&mut *connection).await?;
     Ok(())
