@@ -363,6 +363,46 @@ fn events_cannot_be_altered_and_tampering_is_found(ledger: TestLedger) {
     );
 }
 
+/// Every event names a stream the ledger holds, and no stream is removed or
+/// renamed, even by someone with database access (docs/adr/0006-stream-check.md).
+fn events_name_only_streams_the_ledger_holds(ledger: TestLedger) {
+    base(&ledger);
+    let row = |position: i64, stream: &str, version: i64| {
+        format!(
+            "({position}, '00000000-0000-7000-8000-{position:012}', NULL, '{stream}', {version}, \
+             'material_imported', 1, '{{}}', '{{}}', '2026-02-10', '2026-02-10T00:00:00.000000Z', '{}')",
+            "0".repeat(64)
+        )
+    };
+    let insert = |table: &str, rows: &[String]| {
+        format!(
+            "INSERT INTO {table} (position, event_id, caller_id, stream, version, event_type, \
+             schema_version, payload, metadata, business_date, recorded_at, hash) VALUES {}",
+            rows.join(", ")
+        )
+    };
+    let unknown = "C99999999999";
+    let mut refused_statements = vec![
+        insert("events", &[row(4, unknown, 1)]),
+        // One row of the statement is enough to refuse it whole.
+        insert("events", &[row(4, MANUAL, 4), row(5, unknown, 1)]),
+        "DELETE FROM streams".to_owned(),
+        format!("UPDATE streams SET stream = 'C99999999998' WHERE stream = '{MANUAL}'"),
+    ];
+    if ledger.backend == Backend::Postgres {
+        // Straight into a partition: its own statement trigger checks it.
+        refused_statements.push(insert("events_from_1", &[row(4, unknown, 1)]));
+        refused_statements.push("TRUNCATE streams CASCADE".to_owned());
+    }
+    for sql in &refused_statements {
+        let refused = ledger.execute_sql(sql);
+        assert!(refused.is_err(), "{sql}: must be refused");
+    }
+    assert_eq!(event_count(&ledger), 3, "nothing was inserted");
+    assert_eq!(balance(&ledger, &[]), "1000.000000");
+    ledger.expect(&["audit"], 0);
+}
+
 /// A reader that stops early (`| head`) ends the output quietly, with the
 /// status of a program stopped by SIGPIPE; output that cannot be written
 /// for another reason is named, with status 1.
@@ -429,5 +469,6 @@ on_both_backends! {
     time_travel_by_version_date_and_recording;
     history_lists_every_event_with_balances;
     events_cannot_be_altered_and_tampering_is_found;
+    events_name_only_streams_the_ledger_holds;
     output_that_cannot_be_written_ends_the_command_cleanly;
 }

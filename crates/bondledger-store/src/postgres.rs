@@ -143,7 +143,7 @@ impl Partitions {
     /// Makes the partition after the head's, in a short transaction of its own, so
     /// that appends find their partitions made and no append transaction holds the
     /// exclusive locks that making one takes. The function takes the append lock
-    /// first (an append holds `streams`, which a new partition's foreign key locks);
+    /// first (an append holds the partitioned tables, which a new partition locks);
     /// here it is taken without waiting: when an append holds it, or the tables stay
     /// busy, this gives up, and the append that needs the partition makes it.
     async fn make_spare(&self, pool: &PgPool) {
@@ -759,7 +759,8 @@ const INSERT_EVENTS_STATEMENT: &str = concat!(
 /// hash) and moved on ($16–$19: stream, version, hash, the version it was at, else
 /// left as it is and not counted); the ledger head to $20 and $21 from $22. Answers
 /// how many streams moved and whether the head did. Streams begun here are seen by
-/// the events' foreign key, which is checked at the statement's end.
+/// the check that the events' streams are held, which runs at the statement's end
+/// (migration 0007).
 const WRITE_FIRST_STATEMENT: &str = concat!(
     "WITH ",
     events_from_parameters!(),
