@@ -176,20 +176,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Rebuild { name } => {
             let ledger = open().await?;
-            let names: Vec<String> = match name {
-                Some(name) => vec![name],
-                None => bondledger_projections::PROJECTIONS
-                    .iter()
-                    .map(|n| (*n).to_owned())
-                    .collect(),
-            };
-            for name in names {
-                let mut bar = progress::Bar::new(&format!("rebuilding {name}"));
-                ledger
-                    .rebuild(&name, &mut |_, done, head| bar.update(done, head))
-                    .await?;
-                bar.finish();
+            let what = name.as_deref().unwrap_or("every projection");
+            let mut bar = progress::Bar::new(&format!("rebuilding {what}"));
+            let mut update = |_: &str, done, head| bar.update(done, head);
+            match &name {
+                Some(name) => ledger.rebuild(name, &mut update).await?,
+                // In one pass over the log.
+                None => ledger.rebuild_all(&mut update).await?,
             }
+            bar.finish();
             print_status(&ledger).await?;
             Ok(exit::OK)
         }

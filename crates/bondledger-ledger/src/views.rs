@@ -82,6 +82,14 @@ impl Ledger {
         Ok(self.runner().rebuild(name, progress).await?)
     }
 
+    /// Rebuilds every projection from position 0, in one pass over the log.
+    pub async fn rebuild_all(
+        &self,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), LedgerError> {
+        Ok(self.runner().rebuild_all(progress).await?)
+    }
+
     pub async fn audit_projections(
         &self,
         manual: Option<&str>,

@@ -195,15 +195,13 @@ impl Runner {
         Ok(statuses)
     }
 
-    /// Brings every projection up to the head of the log.
+    /// Brings every projection up to the head of the log, in one pass: each
+    /// page is read, decoded and applied once for all of them.
     pub async fn catch_up_all(
         &self,
         progress: &mut (dyn FnMut(&str, i64, i64) + Send),
     ) -> Result<(), ProjectionError> {
-        for name in PROJECTIONS {
-            self.catch_up(name, progress).await?;
-        }
-        Ok(())
+        self.catch_up_together(PROJECTIONS, progress).await
     }
 
     /// Clears a projection and applies the log again from position 0. The
@@ -219,28 +217,66 @@ impl Runner {
         self.catch_up(name, progress).await
     }
 
+    /// Clears every projection and applies the log again from position 0,
+    /// in one pass (see [`Runner::catch_up_all`]).
+    pub async fn rebuild_all(
+        &self,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), ProjectionError> {
+        for name in PROJECTIONS {
+            self.store.reset_projection(name).await?;
+        }
+        self.catch_up_all(progress).await
+    }
+
     /// Applies the events after the projection's checkpoint, a page at a
     /// time; `progress(name, checkpoint, head)` after each page.
-    #[tracing::instrument(name = "bondledger.projections.catch_up", skip(self, progress))]
     pub async fn catch_up(
         &self,
         name: &str,
         progress: &mut (dyn FnMut(&str, i64, i64) + Send),
     ) -> Result<(), ProjectionError> {
         let name = known(name)?;
-        let mut checkpoint = self.store.checkpoint(name).await?;
+        self.catch_up_together(&[name], progress).await
+    }
+
+    /// Applies the events after each of `names`' checkpoints, a page at a
+    /// time, from the earliest of them: an event is decoded and applied to its
+    /// manual's state once, and each projection takes the changes of the
+    /// events past its own checkpoint. Each projection's changes of a page
+    /// are committed with its checkpoint; `progress(name, checkpoint, head)`
+    /// after each page.
+    #[tracing::instrument(name = "bondledger.projections.catch_up", skip(self, progress))]
+    async fn catch_up_together(
+        &self,
+        names: &[&'static str],
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<(), ProjectionError> {
+        let mut checkpoints = Vec::with_capacity(names.len());
+        for name in names {
+            checkpoints.push(self.store.checkpoint(name).await?);
+        }
+        let follows = |projection: &str| names.contains(&projection);
+        let index_of = |projection: &str| names.iter().position(|name| *name == projection);
+        let (manuals, timeline, snapshots) = (
+            index_of("manuals"),
+            index_of("timeline"),
+            index_of("snapshots"),
+        );
+        // The position every followed state stands at.
+        let mut from = checkpoints.iter().copied().min().unwrap_or(0);
         let mut followed: HashMap<String, Followed> = HashMap::new();
         let every = snapshot_every();
         // The next page is read while this one is applied and committed.
         let mut ahead: Option<(i64, PageRead)> = None;
         loop {
             let page = match ahead.take() {
-                Some((after, read)) if after == checkpoint => read.await.map_err(|error| {
+                Some((after, read)) if after == from => read.await.map_err(|error| {
                     StoreError::Integrity(format!("a page read of the log stopped: {error}"))
                 })??,
                 _ => {
                     self.store
-                        .read_all_for_replay(checkpoint, MAX_PAGE_EVENTS)
+                        .read_all_for_replay(from, MAX_PAGE_EVENTS)
                         .await?
                 }
             };
@@ -248,12 +284,15 @@ impl Runner {
                 break;
             };
             ahead = Some((last, self.read_after(last)));
-            let mut changes = Vec::new();
+            let mut changes: Vec<Vec<Change>> = names.iter().map(|_| Vec::new()).collect();
+            let past = |index: Option<usize>, position: i64| {
+                index.filter(|&index| position > checkpoints[index])
+            };
             let mut touched = Vec::new();
             for stored in &page {
                 if !followed.contains_key(&stored.stream) {
-                    let mut loaded = self.load(&stored.stream, checkpoint).await?;
-                    if name == "snapshots" {
+                    let mut loaded = self.load(&stored.stream, from).await?;
+                    if follows("snapshots") {
                         loaded.sales_written =
                             self.store.standing_snapshot_sales(&stored.stream).await?;
                     }
@@ -263,11 +302,11 @@ impl Runner {
                     continue;
                 };
                 let recorded = decode(stored)?;
-                if name == "timeline" {
+                if let Some(index) = past(timeline, stored.position) {
                     // The registration as it stood before the event names the
                     // items' HS codes; a registration names its own.
                     let state = manual.replay.state();
-                    changes.push(Change::Timeline(timeline_row(stored, &recorded, state)));
+                    changes[index].push(Change::Timeline(timeline_row(stored, &recorded, state)));
                 }
                 manual.replay.apply(&recorded, &event_reference(stored));
                 manual.max_date = Some(
@@ -275,9 +314,9 @@ impl Runner {
                         .max_date
                         .map_or(stored.business_date, |d| d.max(stored.business_date)),
                 );
-                if name == "snapshots" && stored.version % every == 0 {
-                    if let Some(max_date) = manual.max_date {
-                        changes.extend(rows::snapshot(
+                if let Some(index) = past(snapshots, stored.position) {
+                    if let (0, Some(max_date)) = (stored.version % every, manual.max_date) {
+                        changes[index].extend(rows::snapshot(
                             stored,
                             &mut manual.replay,
                             max_date,
@@ -290,7 +329,7 @@ impl Runner {
                 }
             }
             let mut written = Vec::new();
-            if name == "manuals" {
+            if let Some(index) = past(manuals, last) {
                 for stream in &touched {
                     let Some(manual) = followed.get_mut(stream) else {
                         continue;
@@ -310,44 +349,59 @@ impl Runner {
                             (Change::ReplaceManual(Box::new(rows.clone())), rows)
                         }
                     };
-                    changes.push(change);
+                    changes[index].push(change);
                     written.push((stream.clone(), rows));
                 }
             }
-            let committed = self
-                .store
-                .commit_projection(ProjectionBatch {
-                    projection: name.to_owned(),
-                    from_position: checkpoint,
-                    to_position: last,
-                    changes,
-                })
-                .await;
-            match committed {
-                Ok(()) => {
-                    checkpoint = last;
+            let mut moved_elsewhere = false;
+            for (index, changes) in changes.into_iter().enumerate() {
+                let name = names[index];
+                if last <= checkpoints[index] {
+                    continue;
+                }
+                let committed = self
+                    .store
+                    .commit_projection(ProjectionBatch {
+                        projection: name.to_owned(),
+                        from_position: checkpoints[index],
+                        to_position: last,
+                        changes,
+                    })
+                    .await;
+                match committed {
+                    Ok(()) => checkpoints[index] = last,
+                    // Another runner (another process) applied these events
+                    // first: its rows stand; go on from where it got to, with
+                    // states read afresh.
+                    Err(StoreError::Conflict { .. }) => {
+                        checkpoints[index] = self.store.checkpoint(name).await?;
+                        moved_elsewhere = true;
+                        tracing::debug!(
+                            projection = name,
+                            checkpoint = checkpoints[index],
+                            "another runner moved the checkpoint"
+                        );
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            if moved_elsewhere {
+                followed.clear();
+                from = checkpoints.iter().copied().min().unwrap_or(last);
+            } else {
+                from = last;
+                if manuals.is_some_and(|index| checkpoints[index] == last) {
                     for (stream, rows) in written {
                         if let Some(manual) = followed.get_mut(&stream) {
                             manual.written = Some(rows);
                         }
                     }
                 }
-                // Another runner (another process) applied these events
-                // first: its rows stand; go on from where it got to, with
-                // states read afresh.
-                Err(StoreError::Conflict { .. }) => {
-                    checkpoint = self.store.checkpoint(name).await?;
-                    followed.clear();
-                    tracing::debug!(
-                        projection = name,
-                        checkpoint,
-                        "another runner moved the checkpoint"
-                    );
-                }
-                Err(error) => return Err(error.into()),
             }
             let head = self.store.head_position().await?;
-            progress(name, checkpoint, head);
+            for (name, checkpoint) in names.iter().zip(&checkpoints) {
+                progress(name, *checkpoint, head);
+            }
         }
         Ok(())
     }

@@ -234,22 +234,22 @@ pub async fn catch_up(
     fill_to(ledger, scale).await?;
     let head = ledger.store().head_position().await? as usize;
     let mut figures = Vec::new();
-    let mut total = Duration::ZERO;
     for status in ledger.projection_status().await? {
         let started = Instant::now();
         ledger.rebuild(status.name, &mut |_, _, _| {}).await?;
-        let elapsed = started.elapsed();
-        total += elapsed;
         figures.push(Figure::new(
             format!("catch_up_{}", status.name),
-            per_second(head, elapsed),
+            per_second(head, started.elapsed()),
             "events/s",
             head,
         ));
     }
+    // All of them at once, in one pass over the log.
+    let started = Instant::now();
+    ledger.rebuild_all(&mut |_, _, _| {}).await?;
     figures.push(Figure::new(
         "catch_up_all",
-        per_second(head, total),
+        per_second(head, started.elapsed()),
         "events/s",
         head,
     ));
