@@ -667,6 +667,30 @@ impl Decider {
         (runs, run_lines)
     }
 
+    /// Gives the movements listed as already held that repeat one of
+    /// `appended` its version and position.
+    fn place(&mut self, appended: &[Vec<Appended>]) {
+        let placed: HashMap<&str, (i64, i64)> = appended
+            .iter()
+            .flatten()
+            .filter_map(|event| {
+                Some((event.caller_id.as_deref()?, (event.version, event.position)))
+            })
+            .collect();
+        let already_held = &mut self.outcome.already_held;
+        self.unplaced
+            .retain(|(index, id)| match placed.get(id.as_str()) {
+                Some(&(version, position)) => {
+                    if let Some(movement) = already_held.get_mut(*index) {
+                        movement.version = version;
+                        movement.position = position;
+                    }
+                    false
+                }
+                None => true,
+            });
+    }
+
     /// Takes in what the store appended of `runs`.
     fn record(
         &mut self,
@@ -685,29 +709,9 @@ impl Decider {
                 }));
             }
         }
-        let mut placed: HashMap<&str, (i64, i64)> = HashMap::new();
         if !self.unplaced.is_empty() {
-            placed = appended
-                .iter()
-                .flatten()
-                .filter_map(|event| {
-                    Some((event.caller_id.as_deref()?, (event.version, event.position)))
-                })
-                .collect();
-            let already_held = &mut self.outcome.already_held;
-            self.unplaced
-                .retain(|(index, id)| match placed.get(id.as_str()) {
-                    Some(&(version, position)) => {
-                        if let Some(movement) = already_held.get_mut(*index) {
-                            movement.version = version;
-                            movement.position = position;
-                        }
-                        false
-                    }
-                    None => true,
-                });
+            self.place(&appended);
         }
-        drop(placed);
         for ((manual, lines), events) in run_lines.into_iter().zip(appended) {
             let book = self
                 .books
