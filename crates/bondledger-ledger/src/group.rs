@@ -366,7 +366,6 @@ fn decide_batch(
                 }
                 IdSeen::New => {}
             }
-            taken.insert(id.clone(), envelope.clone());
         }
         let target = match &envelope.movement {
             Movement::Reversed(reversal) => {
@@ -400,6 +399,10 @@ fn decide_batch(
         };
         let recorded = decide_movement(book, envelope, &context, line, &request.source_name)?;
         pending.push((line, manual, new_event(&recorded, &metadata)));
+        // The movement as decided is the one its id names from now on.
+        if let Some(id) = &recorded.envelope.id {
+            taken.insert(id.clone(), recorded.envelope);
+        }
     }
     Ok(Decided {
         ids: taken.into_keys().collect(),
