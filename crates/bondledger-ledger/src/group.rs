@@ -13,7 +13,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use bondledger_domain::movement::Movement;
 use bondledger_domain::{Context, Envelope, ManualNo, Mode};
 use bondledger_store::{
     AppendSession, Appended, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent,
@@ -22,8 +21,8 @@ use bondledger_store::{
 use tokio::sync::oneshot;
 
 use crate::import::{
-    decide_movement, id_seen, new_event, pending_reversal_target, reversal_target, Book, IdSeen,
-    CHUNK_MOVEMENTS,
+    counterparty_manual, decide_movement, id_seen, manuals_of, new_event, pending_reversal_target,
+    pending_with_id, reversal_target, reversed_id, Book, IdSeen, CHUNK_MOVEMENTS,
 };
 use crate::source::Located;
 use crate::{AppendedMovement, ImportOutcome, Ledger, LedgerError};
@@ -61,29 +60,16 @@ impl Request {
     /// Caller ids the batch's deciding reads: its own and those it reverses.
     fn looked_up_ids(&self) -> impl Iterator<Item = &String> {
         self.movements.iter().flat_map(|located| {
-            let own = located.envelope.id.as_ref();
-            let reversed = match &located.envelope.movement {
-                Movement::Reversed(reversal) => Some(&reversal.event),
-                _ => None,
-            };
-            own.into_iter().chain(reversed)
+            let envelope = &located.envelope;
+            envelope.id.iter().chain(reversed_id(envelope))
         })
     }
 
     /// Every manual the batch's deciding reads.
     fn manuals(&self) -> impl Iterator<Item = &ManualNo> {
-        self.movements.iter().flat_map(|located| {
-            let envelope = &located.envelope;
-            std::iter::once(&envelope.manual).chain(counterparty_manual(envelope))
-        })
-    }
-}
-
-fn counterparty_manual(envelope: &Envelope) -> Option<&ManualNo> {
-    match &envelope.movement {
-        Movement::RemnantOut(remnant) => Some(&remnant.to_manual),
-        Movement::RemnantIn(remnant) => Some(&remnant.from_manual),
-        _ => None,
+        self.movements
+            .iter()
+            .flat_map(|located| manuals_of(&located.envelope))
     }
 }
 
@@ -367,21 +353,15 @@ fn decide_batch(
                 IdSeen::New => {}
             }
         }
-        let target = match &envelope.movement {
-            Movement::Reversed(reversal) => {
-                let waiting = pending
-                    .iter()
-                    .rev()
-                    .find(|(_, _, event)| event.caller_id.as_ref() == Some(&reversal.event));
-                match (waiting, held.get(&reversal.event)) {
-                    (Some((line, manual, event)), _) => {
-                        Some(pending_reversal_target(*line, manual, event)?)
-                    }
-                    (None, Some(stored)) => Some(reversal_target(stored)?),
-                    (None, None) => None,
+        let target = match reversed_id(&envelope) {
+            Some(id) => match (pending_with_id(&pending, id), held.get(id)) {
+                (Some((line, manual, event)), _) => {
+                    Some(pending_reversal_target(*line, manual, event)?)
                 }
-            }
-            _ => None,
+                (None, Some(stored)) => Some(reversal_target(stored)?),
+                (None, None) => None,
+            },
+            None => None,
         };
         let counterparty = match counterparty_manual(&envelope) {
             Some(other) => book_of(&mut own, books, other)
@@ -506,11 +486,6 @@ async fn append_accepted(
                 version: event.version,
                 position: event.position,
             });
-        }
-    }
-    for verdict in verdicts.iter_mut() {
-        if let Verdict::Accepted(decided) = verdict {
-            decided.outcome.place_repeats();
         }
     }
     Ok(books)

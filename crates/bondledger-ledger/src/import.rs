@@ -54,44 +54,38 @@ pub struct ImportOutcome {
     pub appended: Vec<AppendedMovement>,
     /// The first [`MAX_LISTED_MOVEMENTS`] movements already held.
     pub already_held: Vec<AppendedMovement>,
+    /// Listed movements already held that repeat a movement of this batch not
+    /// yet appended: its id → their indexes in `already_held`. They are given
+    /// its version and position as it is appended.
+    unplaced: HashMap<String, Vec<usize>>,
 }
 
 impl ImportOutcome {
     pub(crate) fn append(&mut self, movement: AppendedMovement) {
+        let repeats = match &movement.id {
+            Some(id) if !self.unplaced.is_empty() => self.unplaced.remove(id),
+            _ => None,
+        };
+        for index in repeats.into_iter().flatten() {
+            self.already_held[index].version = movement.version;
+            self.already_held[index].position = movement.position;
+        }
         self.appended_count += 1;
         if self.appended.len() < MAX_LISTED_MOVEMENTS {
             self.appended.push(movement);
         }
     }
 
+    /// `movement` was already held; version 0 when it repeats one of this
+    /// batch not yet appended (see [`IdSeen::Again`]).
     pub(crate) fn held(&mut self, movement: AppendedMovement) {
         self.already_held_count += 1;
         if self.already_held.len() < MAX_LISTED_MOVEMENTS {
-            self.already_held.push(movement);
-        }
-    }
-
-    /// Gives each movement listed as already held because it repeats one
-    /// this batch appended the version and position that one was given.
-    /// Exact for a batch of at most [`MAX_LISTED_MOVEMENTS`] movements.
-    pub(crate) fn place_repeats(&mut self) {
-        if self.already_held.iter().all(|held| held.version != 0) {
-            return;
-        }
-        let placed: HashMap<&str, (i64, i64)> = self
-            .appended
-            .iter()
-            .filter_map(|movement| {
-                let id = movement.id.as_deref()?;
-                Some((id, (movement.version, movement.position)))
-            })
-            .collect();
-        for held in &mut self.already_held {
-            let found = held.id.as_deref().and_then(|id| placed.get(id));
-            if let (0, Some(&(version, position))) = (held.version, found) {
-                held.version = version;
-                held.position = position;
+            if let (0, Some(id)) = (movement.version, &movement.id) {
+                let index = self.already_held.len();
+                self.unplaced.entry(id.clone()).or_default().push(index);
             }
+            self.already_held.push(movement);
         }
     }
 }
@@ -249,7 +243,6 @@ impl Ledger {
             },
             source_name: source_name.to_owned(),
             outcome: ImportOutcome::default(),
-            unplaced: Vec::new(),
         };
         // Each chunk is decided while the one before it is written, in a
         // task of its own: the append's planning and the store's work go on
@@ -405,10 +398,6 @@ struct Decider {
     metadata: EventMetadata,
     source_name: String,
     outcome: ImportOutcome,
-    /// Movements listed as already held that repeat a movement of this batch
-    /// not yet written: (index in `outcome.already_held`, id). Their version
-    /// and position are filled in once it is.
-    unplaced: Vec<(usize, String)>,
 }
 
 /// Movements decided and not yet handed to the store.
@@ -465,15 +454,38 @@ async fn append_runs(
 /// before has finished.
 const DECIDED_BETWEEN_POLLS: usize = 32;
 
-/// The manuals `located` touches: its own, and the other side of a
-/// remnant carry-over.
-fn manuals_of(located: &Located) -> impl Iterator<Item = &ManualNo> {
-    let counterparty = match &located.envelope.movement {
-        Movement::RemnantOut(r) => Some(&r.to_manual),
-        Movement::RemnantIn(r) => Some(&r.from_manual),
+/// The manual on the other side of a remnant carry-over, whose registration
+/// deciding `envelope` reads.
+pub(crate) fn counterparty_manual(envelope: &Envelope) -> Option<&ManualNo> {
+    match &envelope.movement {
+        Movement::RemnantOut(remnant) => Some(&remnant.to_manual),
+        Movement::RemnantIn(remnant) => Some(&remnant.from_manual),
         _ => None,
-    };
-    std::iter::once(&located.envelope.manual).chain(counterparty)
+    }
+}
+
+/// Every manual deciding `envelope` reads: its own and its counterparty's.
+pub(crate) fn manuals_of(envelope: &Envelope) -> impl Iterator<Item = &ManualNo> {
+    std::iter::once(&envelope.manual).chain(counterparty_manual(envelope))
+}
+
+/// The caller id of the event `envelope` reverses, when it is a reversal.
+pub(crate) fn reversed_id(envelope: &Envelope) -> Option<&String> {
+    match &envelope.movement {
+        Movement::Reversed(reversal) => Some(&reversal.event),
+        _ => None,
+    }
+}
+
+/// The latest of `pending` (decided, not yet in the store) under caller id `id`.
+pub(crate) fn pending_with_id<'a>(
+    pending: &'a [(usize, ManualNo, NewEvent)],
+    id: &str,
+) -> Option<&'a (usize, ManualNo, NewEvent)> {
+    pending
+        .iter()
+        .rev()
+        .find(|(_, _, event)| event.caller_id.as_deref() == Some(id))
 }
 
 impl Decider {
@@ -490,10 +502,7 @@ impl Decider {
     ) -> Result<Lookups, LedgerError> {
         let reversed: Vec<&String> = chunk
             .iter()
-            .filter_map(|located| match &located.envelope.movement {
-                Movement::Reversed(reversal) => Some(&reversal.event),
-                _ => None,
-            })
+            .filter_map(|located| reversed_id(&located.envelope))
             .collect();
         let mut ids: Vec<String> = chunk
             .iter()
@@ -511,19 +520,14 @@ impl Decider {
             .collect();
         let mut waiting = HashMap::new();
         for id in reversed {
-            let found = written
-                .pending
-                .iter()
-                .rev()
-                .find(|(_, _, event)| event.caller_id.as_ref() == Some(id));
-            if let Some(found) = found {
+            if let Some(found) = pending_with_id(&written.pending, id) {
                 waiting.insert(id.clone(), found.clone());
             }
         }
         let mut met = HashSet::new();
         let manuals: Vec<&ManualNo> = chunk
             .iter()
-            .flat_map(manuals_of)
+            .flat_map(|located| manuals_of(&located.envelope))
             .filter(|manual| !self.books.contains_key(*manual) && met.insert(*manual))
             .collect();
         let states = ledger.current_states(session, &manuals).await?;
@@ -552,10 +556,6 @@ impl Decider {
                 let taken = decided.taken.get(id).or_else(|| earlier.get(id));
                 match id_seen(line, id, &envelope, &lookups.held, taken) {
                     IdSeen::Again(movement) => {
-                        if movement.version == 0 {
-                            self.unplaced
-                                .push((self.outcome.already_held.len(), id.clone()));
-                        }
                         self.outcome.held(movement);
                         continue;
                     }
@@ -585,28 +585,17 @@ impl Decider {
         lookups: &Lookups,
         pending: &[(usize, ManualNo, NewEvent)],
     ) -> Result<((usize, ManualNo, NewEvent), Envelope), LedgerError> {
-        let target = match &envelope.movement {
-            Movement::Reversed(reversal) => {
-                // The event reversed may be in this chunk, decided before it.
-                let waiting = pending
-                    .iter()
-                    .rev()
-                    .find(|(_, _, event)| event.caller_id.as_ref() == Some(&reversal.event));
-                match waiting {
-                    Some((line, manual, event)) => {
-                        Some(pending_reversal_target(*line, manual, event)?)
-                    }
-                    None => lookups.reversal_target(&reversal.event)?,
-                }
-            }
-            _ => None,
+        let target = match reversed_id(&envelope) {
+            // The event reversed may be in this chunk, decided before it.
+            Some(id) => match pending_with_id(pending, id) {
+                Some((line, manual, event)) => Some(pending_reversal_target(*line, manual, event)?),
+                None => lookups.reversal_target(id)?,
+            },
+            None => None,
         };
-        let located = Located { line, envelope };
-        let counterparty = manuals_of(&located)
-            .nth(1)
+        let counterparty = counterparty_manual(&envelope)
             .and_then(|other| self.book(other).state.as_ref())
             .map(|state| state.registration.clone());
-        let Located { envelope, .. } = located;
         let manual = envelope.manual.clone();
         let context = Context {
             mode: self.mode,
@@ -667,30 +656,6 @@ impl Decider {
         (runs, run_lines)
     }
 
-    /// Gives the movements listed as already held that repeat one of
-    /// `appended` its version and position.
-    fn place(&mut self, appended: &[Vec<Appended>]) {
-        let placed: HashMap<&str, (i64, i64)> = appended
-            .iter()
-            .flatten()
-            .filter_map(|event| {
-                Some((event.caller_id.as_deref()?, (event.version, event.position)))
-            })
-            .collect();
-        let already_held = &mut self.outcome.already_held;
-        self.unplaced
-            .retain(|(index, id)| match placed.get(id.as_str()) {
-                Some(&(version, position)) => {
-                    if let Some(movement) = already_held.get_mut(*index) {
-                        movement.version = version;
-                        movement.position = position;
-                    }
-                    false
-                }
-                None => true,
-            });
-    }
-
     /// Takes in what the store appended of `runs`.
     fn record(
         &mut self,
@@ -708,9 +673,6 @@ impl Decider {
                     actual: events.len() as i64,
                 }));
             }
-        }
-        if !self.unplaced.is_empty() {
-            self.place(&appended);
         }
         for ((manual, lines), events) in run_lines.into_iter().zip(appended) {
             let book = self
