@@ -256,7 +256,6 @@ impl Runner {
         for name in names {
             checkpoints.push(self.store.checkpoint(name).await?);
         }
-        let follows = |projection: &str| names.contains(&projection);
         let index_of = |projection: &str| names.iter().position(|name| *name == projection);
         let (manuals, timeline, snapshots) = (
             index_of("manuals"),
@@ -292,7 +291,7 @@ impl Runner {
             for stored in &page {
                 if !followed.contains_key(&stored.stream) {
                     let mut loaded = self.load(&stored.stream, from).await?;
-                    if follows("snapshots") {
+                    if snapshots.is_some() {
                         loaded.sales_written =
                             self.store.standing_snapshot_sales(&stored.stream).await?;
                     }
