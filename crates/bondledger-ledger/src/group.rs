@@ -279,21 +279,24 @@ impl Ledger {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let held: HashMap<String, StoredEvent> = session
-            .find_by_caller_ids(&ids)
-            .await
-            .map_err(|_| FallBack("caller ids not looked up"))?
-            .into_iter()
-            .filter_map(|stored| Some((stored.caller_id.clone()?, stored)))
-            .collect();
         let mut met = HashSet::new();
         let manuals: Vec<&ManualNo> = group
             .iter()
             .flat_map(Request::manuals)
             .filter(|manual| met.insert(*manual))
             .collect();
+        let streams: Vec<&str> = manuals.iter().map(|manual| manual.as_str()).collect();
+        // Under the append lock from here on: the append reads nothing again.
+        let (held, versions) = session
+            .lock_and_look_up(&ids, &streams)
+            .await
+            .map_err(|_| FallBack("caller ids and manuals not looked up"))?;
+        let held: HashMap<String, StoredEvent> = held
+            .into_iter()
+            .filter_map(|stored| Some((stored.caller_id.clone()?, stored)))
+            .collect();
         let states = self
-            .current_states(session, &manuals)
+            .states_at(&manuals, &versions)
             .await
             .map_err(|_| FallBack("a manual not loaded"))?;
         let mut books: HashMap<ManualNo, Book> = manuals

@@ -282,30 +282,31 @@ impl Ledger {
     }
 
     /// The state of each of `manuals` (distinct) as the store holds it now:
-    /// the cached one when its stream, read in `session`, is still at its
-    /// version (the versions of those kept read in one statement); else
-    /// replayed. On PostgreSQL a stream may move between this read and the
-    /// append; the append's expected version then makes it a conflict.
+    /// their versions read in `session` in one statement, then
+    /// [`Ledger::states_at`]. On PostgreSQL a stream may move between this
+    /// read and the append; the append's expected version then makes it a
+    /// conflict.
     pub(crate) async fn current_states(
         &self,
         session: &mut dyn AppendSession,
         manuals: &[&ManualNo],
     ) -> Result<Vec<Option<ManualState>>, LedgerError> {
-        let cached: Vec<Option<Arc<ManualState>>> = manuals
-            .iter()
-            .map(|manual| self.states.get(manual))
-            .collect();
-        let kept: Vec<&str> = manuals
-            .iter()
-            .zip(&cached)
-            .filter(|(_, state)| state.is_some())
-            .map(|(manual, _)| manual.as_str())
-            .collect();
-        let mut versions = session.stream_versions(&kept).await?.into_iter();
+        let streams: Vec<&str> = manuals.iter().map(|manual| manual.as_str()).collect();
+        let versions = session.stream_versions(&streams).await?;
+        self.states_at(manuals, &versions).await
+    }
+
+    /// The state of each of `manuals` (distinct), whose streams stand at
+    /// `versions`: the cached one when it is at that version; else replayed.
+    pub(crate) async fn states_at(
+        &self,
+        manuals: &[&ManualNo],
+        versions: &[i64],
+    ) -> Result<Vec<Option<ManualState>>, LedgerError> {
         let mut states = Vec::with_capacity(manuals.len());
-        for (manual, cached) in manuals.iter().zip(cached) {
-            if let Some(cached) = cached {
-                if versions.next() == Some(cached.version) {
+        for (manual, version) in manuals.iter().zip(versions) {
+            if let Some(cached) = self.states.get(manual) {
+                if cached.version == *version {
                     states.push(Some(ManualState::clone(&cached)));
                     continue;
                 }

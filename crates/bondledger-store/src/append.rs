@@ -35,6 +35,16 @@ pub(crate) struct StreamHead {
     pub hash: Option<String>,
 }
 
+/// What an append reads before it plans, all under the append lock: the
+/// ledger head, the events of the caller ids it names, and the heads of the
+/// streams it extends (in the order asked).
+#[derive(Debug)]
+pub(crate) struct AppendReads {
+    pub ledger_head: LedgerHead,
+    pub held: Vec<EventRow>,
+    pub heads: Vec<StreamHead>,
+}
+
 /// Where one stream of an append stood and where it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StreamMove {
@@ -83,23 +93,12 @@ struct PlannedHeads {
 }
 
 impl PlannedHeads {
-    /// The heads of every stream the plan may extend, each of `streams` (in
-    /// any order, repeated or not) read once, in one statement where a
-    /// statement costs a round trip.
-    async fn read<'a, T>(
-        transaction: &mut T,
-        streams: impl Iterator<Item = &'a str>,
-    ) -> Result<Self, StoreError>
-    where
-        T: WriteTransaction + ?Sized,
-    {
-        let mut distinct = std::collections::HashSet::new();
-        let streams: Vec<&str> = streams.filter(|stream| distinct.insert(*stream)).collect();
-        let heads = transaction.stream_heads(&streams).await?;
-        Ok(PlannedHeads {
+    /// The heads read of `streams`, in the order read.
+    fn new(streams: &[&str], heads: Vec<StreamHead>) -> Self {
+        PlannedHeads {
             met: HashMap::new(),
-            read: streams.into_iter().map(str::to_owned).zip(heads).collect(),
-        })
+            read: streams.iter().map(|s| (*s).to_owned()).zip(heads).collect(),
+        }
     }
 
     fn of(
@@ -147,6 +146,23 @@ pub(crate) trait WriteTransaction: Send {
     ) -> Result<Vec<EventRow>, StoreError>;
     /// The heads of `streams`, in the order asked.
     async fn stream_heads(&mut self, streams: &[&str]) -> Result<Vec<StreamHead>, StoreError>;
+    /// Takes the lock, then reads the rows of `caller_ids` and the heads of
+    /// `streams` (in the order asked). A backend where a statement costs a
+    /// round trip reads them in one.
+    async fn read_locked(
+        &mut self,
+        caller_ids: &[String],
+        streams: &[&str],
+    ) -> Result<AppendReads, StoreError> {
+        let ledger_head = self.lock_ledger_head().await?;
+        let held = self.rows_by_caller_ids(caller_ids).await?;
+        let heads = self.stream_heads(streams).await?;
+        Ok(AppendReads {
+            ledger_head,
+            held,
+            heads,
+        })
+    }
     /// Writes `plan`. It may take the text of the rows' payload, metadata and
     /// hash as it goes: what an append returns does not need them.
     async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError>;
@@ -201,21 +217,21 @@ where
         let events = prepare_events(run.events, &mut last_metadata)?;
         prepared.push((run.stream, run.expected, events));
     }
-    // The lock comes first so that everything read below is what the append writes over.
-    let ledger_head = transaction.lock_ledger_head().await?;
+    // The lock comes first so that everything read is what the append writes over.
     let caller_ids = distinct_caller_ids(prepared.iter().flat_map(|(_, _, events)| events));
-    let held = transaction.rows_by_caller_ids(&caller_ids).await?;
+    let streams = distinct_streams(prepared.iter().map(|(stream, _, _)| stream.as_str()));
+    let AppendReads {
+        ledger_head,
+        held,
+        heads,
+    } = transaction.read_locked(&caller_ids, &streams).await?;
+    let mut heads = PlannedHeads::new(&streams, heads);
     let mut seen = SeenIds::new(&held);
     let mut fresh = Vec::with_capacity(prepared.len());
     for (stream, _, events) in &prepared {
         fresh.push(seen.fresh(stream, events)?);
     }
     drop(seen);
-    let mut heads = PlannedHeads::read(
-        &mut *transaction,
-        prepared.iter().map(|(stream, _, _)| stream.as_str()),
-    )
-    .await?;
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(event_count),
@@ -256,6 +272,12 @@ where
         .collect())
 }
 
+/// Each of `streams` once, in the order first met.
+fn distinct_streams<'a>(streams: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut met = std::collections::HashSet::new();
+    streams.filter(|stream| met.insert(*stream)).collect()
+}
+
 /// Writes events exported from another ledger as they were: the same event ids, caller
 /// ids, versions, recorded times and so the same hashes. Positions continue this ledger's
 /// (in a whole-ledger restore into an empty ledger they come out as they were). Each
@@ -277,14 +299,13 @@ where
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let ledger_head = transaction.lock_ledger_head().await?;
     // One plan for the whole call, whatever the streams: on a log whose streams
     // interleave, a plan per run of one stream would cost statements per event.
-    let mut heads = PlannedHeads::read(
-        &mut *transaction,
-        events.iter().map(|event| event.stream.as_str()),
-    )
-    .await?;
+    let streams = distinct_streams(events.iter().map(|event| event.stream.as_str()));
+    let AppendReads {
+        ledger_head, heads, ..
+    } = transaction.read_locked(&[], &streams).await?;
+    let mut heads = PlannedHeads::new(&streams, heads);
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
         rows: Vec::with_capacity(events.len()),

@@ -17,10 +17,9 @@ use uuid::Uuid;
 
 use crate::append::{
     append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
-    AppendPlan, LedgerHead, StreamHead, StreamMove, WriteTransaction,
+    AppendPlan, AppendReads, LedgerHead, StreamHead, StreamMove, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
-use crate::readmodel::EVENT_COLUMNS_E;
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
@@ -270,6 +269,7 @@ impl EventStore for PostgresStore {
             poisoned: false,
             written: 0,
             pool: self.pool.clone(),
+            locked: None,
         }))
     }
 
@@ -415,6 +415,61 @@ struct PostgresSession {
     /// a commit of many.
     written: usize,
     pool: PgPool,
+    /// What was read under the append lock since this session last wrote.
+    locked: Option<LockedReads>,
+}
+
+/// Reads made under the append lock, which this session holds until it ends: every
+/// appender takes the lock before it reads or writes events, keys or streams, so until
+/// this session writes, nothing can change what they read.
+struct LockedReads {
+    ledger_head: LedgerHead,
+    caller_ids: std::collections::HashSet<String>,
+    held: Vec<EventRow>,
+    heads: HashMap<String, StreamHead>,
+}
+
+impl LockedReads {
+    fn new(caller_ids: &[String], streams: &[&str], reads: &AppendReads) -> Self {
+        LockedReads {
+            ledger_head: reads.ledger_head,
+            caller_ids: caller_ids.iter().cloned().collect(),
+            held: reads.held.clone(),
+            heads: streams
+                .iter()
+                .map(|stream| (*stream).to_owned())
+                .zip(reads.heads.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// The reads of `caller_ids` and `streams`, if every one of them was read.
+    fn answer(&self, caller_ids: &[String], streams: &[&str]) -> Option<AppendReads> {
+        let heads = streams
+            .iter()
+            .map(|stream| self.heads.get(*stream).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        if !caller_ids.iter().all(|id| self.caller_ids.contains(id)) {
+            return None;
+        }
+        let asked: std::collections::HashSet<&str> =
+            caller_ids.iter().map(String::as_str).collect();
+        let held = self
+            .held
+            .iter()
+            .filter(|row| {
+                row.caller_id
+                    .as_deref()
+                    .is_some_and(|id| asked.contains(id))
+            })
+            .cloned()
+            .collect();
+        Some(AppendReads {
+            ledger_head: self.ledger_head,
+            held,
+            heads,
+        })
+    }
 }
 
 /// After a commit of at least this many events the planner's statistics of the event
@@ -474,6 +529,19 @@ impl AppendSession for PostgresSession {
         Ok(self.lock_ledger_head().await?.position)
     }
 
+    #[tracing::instrument(name = "bondledger.store.session.lock_and_look_up", skip_all, fields(ids = caller_ids.len(), streams = streams.len()))]
+    async fn lock_and_look_up(
+        &mut self,
+        caller_ids: &[String],
+        streams: &[&str],
+    ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError> {
+        let AppendReads { held, heads, .. } = self.read_locked(caller_ids, streams).await?;
+        Ok((
+            into_stored_events(held)?,
+            heads.into_iter().map(|head| head.version).collect(),
+        ))
+    }
+
     #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
     async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError> {
         let outcome = restore_in(&mut *self, events).await;
@@ -529,7 +597,26 @@ impl WriteTransaction for PostgresSession {
         select_stream_heads(&mut self.transaction, streams).await
     }
 
+    async fn read_locked(
+        &mut self,
+        caller_ids: &[String],
+        streams: &[&str],
+    ) -> Result<AppendReads, StoreError> {
+        if let Some(reads) = self
+            .locked
+            .as_ref()
+            .and_then(|locked| locked.answer(caller_ids, streams))
+        {
+            return Ok(reads);
+        }
+        let reads = select_append_reads(&mut self.transaction, caller_ids, streams).await?;
+        self.locked = Some(LockedReads::new(caller_ids, streams, &reads));
+        Ok(reads)
+    }
+
     async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
+        // What was read before no longer holds, whatever the write's outcome.
+        self.locked = None;
         self.partitions
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;
@@ -537,6 +624,63 @@ impl WriteTransaction for PostgresSession {
         self.written += plan.rows.len();
         Ok(())
     }
+}
+
+/// The ledger head, locked, then the events of `caller_ids` and the heads of `streams`
+/// (in the order asked), in one round trip (migration 0008).
+async fn select_append_reads(
+    connection: &mut PgConnection,
+    caller_ids: &[String],
+    streams: &[&str],
+) -> Result<AppendReads, StoreError> {
+    let rows = sqlx::query("SELECT * FROM bondledger_append_reads($1::text[], $2::text[])")
+        .bind(caller_ids)
+        .bind(streams)
+        .fetch_all(&mut *connection)
+        .await?;
+    let mut ledger_head = None;
+    let mut held = Vec::new();
+    let mut found: HashMap<String, StreamHead> = HashMap::with_capacity(streams.len());
+    for row in &rows {
+        match row.try_get::<&str, _>("kind")? {
+            "head" => {
+                ledger_head = Some(LedgerHead {
+                    position: row.try_get("position")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                })
+            }
+            "event" => held.push(decode_event(row)?),
+            "stream" => {
+                let head = StreamHead {
+                    version: row.try_get("version")?,
+                    hash: Some(row.try_get("hash")?),
+                };
+                found.insert(row.try_get("stream")?, head);
+            }
+            other => {
+                return Err(StoreError::Integrity(format!(
+                    "the append's reads returned a row of kind {other:?}"
+                )))
+            }
+        }
+    }
+    let ledger_head = ledger_head
+        .ok_or_else(|| StoreError::Integrity("the ledger head row is missing".to_owned()))?;
+    held.sort_by_key(|row| row.position);
+    let heads = streams
+        .iter()
+        .map(|stream| {
+            found.get(*stream).cloned().unwrap_or(StreamHead {
+                version: 0,
+                hash: None,
+            })
+        })
+        .collect();
+    Ok(AppendReads {
+        ledger_head,
+        held,
+        heads,
+    })
 }
 
 async fn select_stream(
@@ -576,13 +720,23 @@ async fn select_by_caller_ids(
     connection: &mut PgConnection,
     caller_ids: &[String],
 ) -> Result<Vec<EventRow>, StoreError> {
-    // Through event_keys: one index probe a caller id, then one partition's.
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS_E} FROM event_keys k JOIN events e ON e.position = k.position \
-         WHERE k.caller_id = ANY($1::text[])"
-    );
-    let mut found = Vec::new();
+    // The keys first, alone: most ids an append looks up are new, and planning a join with
+    // every partition of `events` costs several times what the probe of `event_keys` does.
+    // The events of the ids found are then read by position, each from its partition.
+    let mut positions: Vec<i64> = Vec::new();
     for chunk in caller_ids.chunks(CALLER_IDS_PER_STATEMENT) {
+        let found: Vec<i64> =
+            sqlx::query_scalar("SELECT position FROM event_keys WHERE caller_id = ANY($1::text[])")
+                .bind(chunk)
+                .fetch_all(&mut *connection)
+                .await?;
+        positions.extend(found);
+    }
+    positions.sort_unstable();
+    positions.dedup();
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ANY($1::bigint[])");
+    let mut found = Vec::with_capacity(positions.len());
+    for chunk in positions.chunks(CALLER_IDS_PER_STATEMENT) {
         let rows = sqlx::query(&sql)
             .bind(chunk)
             .fetch_all(&mut *connection)
@@ -592,7 +746,6 @@ async fn select_by_caller_ids(
         }
     }
     found.sort_by_key(|row| row.position);
-    found.dedup_by_key(|row| row.position);
     Ok(found)
 }
 

@@ -146,6 +146,23 @@ pub trait AppendSession: Send {
     /// append lock, so it cannot change before commit but through this session.
     async fn head_position(&mut self) -> Result<i64, StoreError>;
 
+    /// Takes the append lock, then reads under it what deciding an append needs: the
+    /// events of `caller_ids` (as [`AppendSession::find_by_caller_ids`]) and the versions
+    /// of `streams` in the order asked (as [`AppendSession::stream_versions`]). Nothing
+    /// but this session can change them before it ends; an append of this session that
+    /// names no other id or stream reads them from here, where a statement costs a round
+    /// trip. The lock is held until commit or rollback.
+    async fn lock_and_look_up(
+        &mut self,
+        caller_ids: &[String],
+        streams: &[&str],
+    ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError> {
+        self.head_position().await?;
+        let held = self.find_by_caller_ids(caller_ids).await?;
+        let versions = self.stream_versions(streams).await?;
+        Ok((held, versions))
+    }
+
     /// Writes events exported from a ledger exactly as they were (event and caller ids,
     /// versions, recorded times, hashes), at this ledger's next positions. Each must
     /// continue its stream with the hash its chain gives it, or nothing is written and

@@ -68,4 +68,6 @@ contract_tests!(
     runs_append_in_order_across_streams,
     runs_are_refused_whole,
     appends_cross_partition_boundaries,
+    a_look_up_under_the_lock_serves_the_appends_after_it,
+    a_look_up_under_the_lock_holds_other_appenders_off,
 );

@@ -1365,3 +1365,98 @@ pub async fn appends_cross_partition_boundaries(mut ledger: TestLedger) {
         assert!(made.is_ok(), "{made:?}");
     }
 }
+
+pub async fn a_look_up_under_the_lock_serves_the_appends_after_it(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("pre", 1))
+        .await
+        .expect("append");
+    let mut session = store.begin().await.expect("begin");
+    let ids = ["pre-1".to_owned(), "new-1".to_owned()];
+    let (held, versions) = session
+        .lock_and_look_up(&ids, &["s", "t"])
+        .await
+        .expect("lock_and_look_up");
+    assert_eq!(versions, vec![1, 0]);
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].caller_id.as_deref(), held[0].version),
+        (Some("pre-1"), 1)
+    );
+    // An append naming only what was looked up, then one after it: the
+    // second must see the first's heads, not the look-up's.
+    let first = session
+        .append_runs(vec![
+            run("s", ExpectedVersion::Exactly(1), events("new", 1)),
+            run("t", ExpectedVersion::Exactly(0), vec![event(None, 2)]),
+        ])
+        .await
+        .expect("append_runs");
+    assert_eq!(first[0][0].version, 2);
+    assert_eq!(first[1][0].version, 1);
+    // Neither names an id beyond the look-up's: what they read must still
+    // be read afresh.
+    let stale = session
+        .append("t", ExpectedVersion::Exactly(0), vec![event(None, 3)])
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    let second = session
+        .append("s", ExpectedVersion::Exactly(2), vec![event(None, 4)])
+        .await
+        .expect("append after the first");
+    assert_eq!((second[0].version, second[0].position), (3, 4));
+    // The id appended after the look-up is held, with its content.
+    let (held, versions) = session
+        .lock_and_look_up(&["new-1".to_owned()], &["s", "t"])
+        .await
+        .expect("lock_and_look_up again");
+    assert_eq!(versions, vec![3, 1]);
+    assert_eq!(held.len(), 1);
+    let again = session
+        .append("s", ExpectedVersion::Any, events("new", 1))
+        .await
+        .expect("a repeat");
+    assert!(again.is_empty());
+    session.commit().await.expect("commit");
+    assert_eq!(store.stream_version("s").await.expect("version"), 3);
+    assert_eq!(store.stream_version("t").await.expect("version"), 1);
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+pub async fn a_look_up_under_the_lock_holds_other_appenders_off(ledger: TestLedger) {
+    let store = Arc::clone(&ledger.store);
+    let mut session = store.begin().await.expect("begin");
+    let (_, versions) = session
+        .lock_and_look_up(&[], &["s"])
+        .await
+        .expect("lock_and_look_up");
+    assert_eq!(versions, vec![0]);
+    let other = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .append("s", ExpectedVersion::Any, events("other", 1))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !other.is_finished(),
+        "another appender went ahead of the lock"
+    );
+    session
+        .append("s", ExpectedVersion::Exactly(0), events("first", 1))
+        .await
+        .expect("append under the lock");
+    session.commit().await.expect("commit");
+    let appended = tokio::time::timeout(LOCK_WAIT, other)
+        .await
+        .expect("the other appender goes on after the commit")
+        .expect("join")
+        .expect("append");
+    assert_eq!((appended[0].version, appended[0].position), (2, 2));
+}
