@@ -281,21 +281,6 @@ impl Ledger {
         Ok(decider.outcome)
     }
 
-    /// The state of each of `manuals` (distinct) as the store holds it now:
-    /// their versions read in `session` in one statement, then
-    /// [`Ledger::states_at`]. On PostgreSQL a stream may move between this
-    /// read and the append; the append's expected version then makes it a
-    /// conflict.
-    pub(crate) async fn current_states(
-        &self,
-        session: &mut dyn AppendSession,
-        manuals: &[&ManualNo],
-    ) -> Result<Vec<Option<ManualState>>, LedgerError> {
-        let streams: Vec<&str> = manuals.iter().map(|manual| manual.as_str()).collect();
-        let versions = session.stream_versions(&streams).await?;
-        self.states_at(manuals, &versions).await
-    }
-
     /// The state of each of `manuals` (distinct), whose streams stand at
     /// `versions`: the cached one when it is at that version; else replayed.
     pub(crate) async fn states_at(
@@ -513,9 +498,17 @@ impl Decider {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let held: HashMap<String, StoredEvent> = session
-            .find_by_caller_ids(&ids)
-            .await?
+        let mut met = HashSet::new();
+        let manuals: Vec<&ManualNo> = chunk
+            .iter()
+            .flat_map(|located| manuals_of(&located.envelope))
+            .filter(|manual| !self.books.contains_key(*manual) && met.insert(*manual))
+            .collect();
+        let streams: Vec<&str> = manuals.iter().map(|manual| manual.as_str()).collect();
+        // Under the append lock, which the import's first write would take
+        // anyway: the append of these movements reads nothing of this again.
+        let (held, versions) = session.lock_and_look_up(&ids, &streams).await?;
+        let held: HashMap<String, StoredEvent> = held
             .into_iter()
             .filter_map(|stored| Some((stored.caller_id.clone()?, stored)))
             .collect();
@@ -525,13 +518,7 @@ impl Decider {
                 waiting.insert(id.clone(), found.clone());
             }
         }
-        let mut met = HashSet::new();
-        let manuals: Vec<&ManualNo> = chunk
-            .iter()
-            .flat_map(|located| manuals_of(&located.envelope))
-            .filter(|manual| !self.books.contains_key(*manual) && met.insert(*manual))
-            .collect();
-        let states = ledger.current_states(session, &manuals).await?;
+        let states = ledger.states_at(&manuals, &versions).await?;
         for (manual, state) in manuals.into_iter().zip(states) {
             self.books.insert(manual.clone(), Book::loaded(state));
         }

@@ -420,55 +420,82 @@ struct PostgresSession {
 }
 
 /// Reads made under the append lock, which this session holds until it ends: every
-/// appender takes the lock before it reads or writes events, keys or streams, so until
-/// this session writes, nothing can change what they read.
+/// appender takes the lock before it reads or writes events, keys or streams, so only
+/// this session's own writes can change what they read, and each write is applied to
+/// them ([`LockedReads::wrote`]).
 struct LockedReads {
     ledger_head: LedgerHead,
-    caller_ids: std::collections::HashSet<String>,
-    held: Vec<EventRow>,
+    /// Each id read, with its event when one holds it.
+    caller_ids: HashMap<String, Option<EventRow>>,
     heads: HashMap<String, StreamHead>,
 }
 
+/// Ids a session keeps the reads of, at most: past it, the next read starts afresh.
+const REMEMBERED_CALLER_IDS: usize = 20_000;
+
 impl LockedReads {
-    fn new(caller_ids: &[String], streams: &[&str], reads: &AppendReads) -> Self {
-        LockedReads {
-            ledger_head: reads.ledger_head,
-            caller_ids: caller_ids.iter().cloned().collect(),
-            held: reads.held.clone(),
-            heads: streams
-                .iter()
-                .map(|stream| (*stream).to_owned())
-                .zip(reads.heads.iter().cloned())
-                .collect(),
+    /// Takes in what one read found.
+    fn add(&mut self, caller_ids: &[String], streams: &[&str], reads: &AppendReads) {
+        if self.caller_ids.len() + caller_ids.len() > REMEMBERED_CALLER_IDS {
+            self.caller_ids.clear();
+        }
+        self.ledger_head = reads.ledger_head;
+        for id in caller_ids {
+            self.caller_ids.insert(id.clone(), None);
+        }
+        for row in &reads.held {
+            if let Some(id) = &row.caller_id {
+                self.caller_ids.insert(id.clone(), Some(row.clone()));
+            }
+        }
+        for (stream, head) in streams.iter().zip(&reads.heads) {
+            self.heads.insert((*stream).to_owned(), head.clone());
         }
     }
 
-    /// The reads of `caller_ids` and `streams`, if every one of them was read.
+    /// The reads of `caller_ids` and `streams`, if every one of them is known.
     fn answer(&self, caller_ids: &[String], streams: &[&str]) -> Option<AppendReads> {
         let heads = streams
             .iter()
             .map(|stream| self.heads.get(*stream).cloned())
             .collect::<Option<Vec<_>>>()?;
-        if !caller_ids.iter().all(|id| self.caller_ids.contains(id)) {
-            return None;
+        let mut held = Vec::new();
+        for id in caller_ids {
+            if let Some(row) = self.caller_ids.get(id)? {
+                held.push(row.clone());
+            }
         }
-        let asked: std::collections::HashSet<&str> =
-            caller_ids.iter().map(String::as_str).collect();
-        let held = self
-            .held
-            .iter()
-            .filter(|row| {
-                row.caller_id
-                    .as_deref()
-                    .is_some_and(|id| asked.contains(id))
-            })
-            .cloned()
-            .collect();
+        held.sort_by_key(|row| row.position);
+        held.dedup_by_key(|row| row.position);
         Some(AppendReads {
             ledger_head: self.ledger_head,
             held,
             heads,
         })
+    }
+
+    /// Applies a write of this session: the heads move to where it leaves them, and
+    /// the ids it wrote are forgotten (their events are read again when asked for).
+    fn wrote(&mut self, plan: &AppendPlan) {
+        for row in &plan.rows {
+            if let Some(id) = &row.caller_id {
+                self.caller_ids.remove(id);
+            }
+        }
+        for moved in &plan.streams {
+            self.heads.insert(
+                moved.stream.clone(),
+                StreamHead {
+                    version: moved.version,
+                    hash: Some(moved.hash.clone()),
+                },
+            );
+        }
+        let last = plan.last();
+        self.ledger_head = LedgerHead {
+            position: last.position,
+            recorded_at: Some(last.recorded_at),
+        };
     }
 }
 
@@ -610,17 +637,27 @@ impl WriteTransaction for PostgresSession {
             return Ok(reads);
         }
         let reads = select_append_reads(&mut self.transaction, caller_ids, streams).await?;
-        self.locked = Some(LockedReads::new(caller_ids, streams, &reads));
+        self.locked
+            .get_or_insert_with(|| LockedReads {
+                ledger_head: reads.ledger_head,
+                caller_ids: HashMap::new(),
+                heads: HashMap::new(),
+            })
+            .add(caller_ids, streams, &reads);
         Ok(reads)
     }
 
     async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
-        // What was read before no longer holds, whatever the write's outcome.
-        self.locked = None;
+        // Kept only if the write succeeds, and then as the write leaves it.
+        let locked = self.locked.take();
         self.partitions
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;
         write_plan(&mut self.transaction, plan).await?;
+        if let Some(mut locked) = locked {
+            locked.wrote(plan);
+            self.locked = Some(locked);
+        }
         self.written += plan.rows.len();
         Ok(())
     }
