@@ -309,3 +309,22 @@ fn serve_goes_on_after_the_database_server_restarts_under_load() {
     );
     test.expect(&["audit"], 0);
 }
+
+#[test]
+fn serve_answers_at_once_after_the_database_server_restarted_while_it_was_idle() {
+    let _turn = take_turn();
+    let Some((test, _, _)) = ledger("idle_restart") else {
+        return;
+    };
+    let server = Server::start(&test, &[], "serve.log");
+    let appender = Appender::new(&server);
+    assert_eq!(appender.post(&register()).status(), 201);
+    assert_eq!(appender.post(&import("i-0")).status(), 201);
+    restart_postgres();
+    // Long enough idle that every pooled connection, all of them broken by
+    // the restart, is checked before it is handed out.
+    std::thread::sleep(Duration::from_secs(3));
+    let answer = appender.post(&import("i-1"));
+    assert_eq!(answer.status(), 201, "{:?}", answer.text());
+    assert_eq!(appender.history("serve answers after the restart").len(), 3);
+}

@@ -193,11 +193,7 @@ impl PostgresStore {
         // The server's synchronous_commit (on by default) is left as it is: durable by default.
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| StoreError::InvalidUrl(error.to_string()))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await?;
+        let pool = pool_options(ACQUIRE_TIMEOUT).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         let partitions = Arc::new(Partitions::read(&pool).await?);
         Ok(Self {
@@ -214,10 +210,7 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| StoreError::InvalidUrl(error.to_string()))?
             .options([("default_transaction_read_only", "on")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options.clone());
+        let pool = pool_options(REPLICA_ACQUIRE_TIMEOUT).connect_lazy_with(options.clone());
         Ok(Self {
             pool,
             partitions: None,
@@ -240,6 +233,30 @@ impl PostgresStore {
             (connection, _) => Ok(connection?),
         }
     }
+}
+
+/// A pooled connection idle at least this long is checked (a ping) before it is
+/// handed out; one in steady use is not.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(2);
+
+/// The pool's settings. sqlx's default pings every connection it hands out: one
+/// more round trip, waited for, before each append and each read. A connection in
+/// steady use that has broken fails its next statement instead, which the caller
+/// hears as a database error (and `serve` as 503, to be retried); one that sat
+/// idle, across a server restart say, is still checked and replaced.
+fn pool_options(acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 pub(crate) fn schema_version() -> i64 {
