@@ -235,28 +235,16 @@ impl PostgresStore {
     }
 }
 
-/// A pooled connection idle at least this long is checked (a ping) before it is
-/// handed out; one in steady use is not.
-const PING_IDLE_AFTER: Duration = Duration::from_secs(2);
-
-/// The pool's settings. sqlx's default pings every connection it hands out: one
-/// more round trip, waited for, before each append and each read. A connection in
-/// steady use that has broken fails its next statement instead, which the caller
-/// hears as a database error (and `serve` as 503, to be retried); one that sat
-/// idle, across a server restart say, is still checked and replaced.
+/// The pool's settings. sqlx pings each connection before it hands it out: one round
+/// trip more for every append and read, but a connection the server dropped (killed,
+/// restarted) is found and replaced there instead of failing the caller's statement.
+/// Pinging only connections idle a while was tried: a read right after connections were
+/// killed under load then failed once per dead connection (`tests/faults.rs`).
 fn pool_options(acquire_timeout: Duration) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(acquire_timeout)
-        .test_before_acquire(false)
-        .before_acquire(|connection, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IDLE_AFTER {
-                    sqlx::Connection::ping(connection).await?;
-                }
-                Ok(true)
-            })
-        })
+        .test_before_acquire(true)
 }
 
 pub(crate) fn schema_version() -> i64 {
