@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::chain::{self, canonical_json, event_hash};
-use crate::event::EventRow;
+use crate::event::{into_stored_events, EventRow};
 use crate::{Appended, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent};
 
 /// At most this many events in one append.
@@ -270,6 +270,24 @@ where
         .into_iter()
         .map(|length| rows.by_ref().take(length).map(EventRow::appended).collect())
         .collect())
+}
+
+/// [`crate::AppendSession::lock_and_look_up`] in `transaction`: the events of
+/// `caller_ids` and the versions of `streams`, read under the lock by
+/// [`WriteTransaction::read_locked`].
+pub(crate) async fn lock_and_look_up_in<T>(
+    transaction: &mut T,
+    caller_ids: &[String],
+    streams: &[&str],
+) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError>
+where
+    T: WriteTransaction + ?Sized,
+{
+    let AppendReads { held, heads, .. } = transaction.read_locked(caller_ids, streams).await?;
+    Ok((
+        into_stored_events(held)?,
+        heads.into_iter().map(|head| head.version).collect(),
+    ))
 }
 
 /// Each of `streams` once, in the order first met.

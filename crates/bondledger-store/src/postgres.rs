@@ -16,8 +16,9 @@ use sqlx::{Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
-    AppendPlan, AppendReads, LedgerHead, StreamHead, StreamMove, WriteTransaction,
+    append_in, append_runs_in, lock_and_look_up_in, may_have_written, refused_commit, restore_in,
+    validate_stream_name, AppendPlan, AppendReads, LedgerHead, StreamHead, StreamMove,
+    WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
 use crate::store::page_size;
@@ -420,7 +421,7 @@ struct PostgresSession {
     /// a commit of many.
     written: usize,
     pool: PgPool,
-    /// What was read under the append lock since this session last wrote.
+    /// What was read under the append lock, as this session's writes since leave it.
     locked: Option<LockedReads>,
 }
 
@@ -567,11 +568,7 @@ impl AppendSession for PostgresSession {
         caller_ids: &[String],
         streams: &[&str],
     ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError> {
-        let AppendReads { held, heads, .. } = self.read_locked(caller_ids, streams).await?;
-        Ok((
-            into_stored_events(held)?,
-            heads.into_iter().map(|head| head.version).collect(),
-        ))
+        lock_and_look_up_in(self, caller_ids, streams).await
     }
 
     #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
@@ -709,19 +706,10 @@ async fn select_append_reads(
     let ledger_head = ledger_head
         .ok_or_else(|| StoreError::Integrity("the ledger head row is missing".to_owned()))?;
     held.sort_by_key(|row| row.position);
-    let heads = streams
-        .iter()
-        .map(|stream| {
-            found.get(*stream).cloned().unwrap_or(StreamHead {
-                version: 0,
-                hash: None,
-            })
-        })
-        .collect();
     Ok(AppendReads {
         ledger_head,
         held,
-        heads,
+        heads: heads_in_order(streams, &found),
     })
 }
 
@@ -833,7 +821,13 @@ async fn select_stream_heads(
             found.insert(row.try_get("stream")?, head);
         }
     }
-    Ok(streams
+    Ok(heads_in_order(streams, &found))
+}
+
+/// The heads of `streams` in the order asked, from those `found`: version 0 and no
+/// hash for a stream not begun.
+fn heads_in_order(streams: &[&str], found: &HashMap<String, StreamHead>) -> Vec<StreamHead> {
+    streams
         .iter()
         .map(|stream| {
             found.get(*stream).cloned().unwrap_or(StreamHead {
@@ -841,7 +835,7 @@ async fn select_stream_heads(
                 hash: None,
             })
         })
-        .collect())
+        .collect()
 }
 
 async fn select_ledger_head(

@@ -15,8 +15,8 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, append_runs_in, may_have_written, refused_commit, restore_in, validate_stream_name,
-    AppendPlan, LedgerHead, StreamHead, WriteTransaction,
+    append_in, append_runs_in, lock_and_look_up_in, may_have_written, refused_commit, restore_in,
+    validate_stream_name, AppendPlan, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
@@ -264,6 +264,15 @@ impl AppendSession for SqliteSession {
     #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
     async fn head_position(&mut self) -> Result<i64, StoreError> {
         Ok(self.lock_ledger_head().await?.position)
+    }
+
+    #[tracing::instrument(name = "bondledger.store.session.lock_and_look_up", skip_all, fields(ids = caller_ids.len(), streams = streams.len()))]
+    async fn lock_and_look_up(
+        &mut self,
+        caller_ids: &[String],
+        streams: &[&str],
+    ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError> {
+        lock_and_look_up_in(self, caller_ids, streams).await
     }
 
     #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]

@@ -156,12 +156,7 @@ pub trait AppendSession: Send {
         &mut self,
         caller_ids: &[String],
         streams: &[&str],
-    ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError> {
-        self.head_position().await?;
-        let held = self.find_by_caller_ids(caller_ids).await?;
-        let versions = self.stream_versions(streams).await?;
-        Ok((held, versions))
-    }
+    ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError>;
 
     /// Writes events exported from a ledger exactly as they were (event and caller ids,
     /// versions, recorded times, hashes), at this ledger's next positions. Each must
