@@ -147,9 +147,9 @@ pub(crate) trait WriteTransaction: Send {
     /// The heads of `streams`, in the order asked.
     async fn stream_heads(&mut self, streams: &[&str]) -> Result<Vec<StreamHead>, StoreError>;
     /// Takes the lock, then reads the rows of `caller_ids` and the heads of
-    /// `streams` (in the order asked). A backend where a statement costs a
-    /// round trip reads them in one.
-    async fn read_locked(
+    /// `streams` (in the order asked) from the database. A backend where a
+    /// statement costs a round trip reads them in one.
+    async fn read_under_lock(
         &mut self,
         caller_ids: &[String],
         streams: &[&str],
@@ -163,9 +163,139 @@ pub(crate) trait WriteTransaction: Send {
             heads,
         })
     }
+    /// What this transaction has read under the lock, as its writes since
+    /// leave it (see [`KeptReads`]).
+    fn kept_reads(&mut self) -> &mut Option<KeptReads>;
     /// Writes `plan`. It may take the text of the rows' payload, metadata and
     /// hash as it goes: what an append returns does not need them.
-    async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError>;
+    async fn write_plan(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError>;
+}
+
+/// Reads made under the append lock, which the transaction holds until it
+/// ends: every appender takes the lock before it reads or writes events, keys
+/// or streams, so only the transaction's own writes can change what was read,
+/// and each of them is applied here ([`KeptReads::wrote`]). An append that
+/// names nothing beyond them reads nothing again.
+#[derive(Debug)]
+pub(crate) struct KeptReads {
+    ledger_head: LedgerHead,
+    /// Each id read, with its event when one holds it.
+    caller_ids: HashMap<String, Option<EventRow>>,
+    heads: HashMap<String, StreamHead>,
+}
+
+/// Ids a transaction keeps the reads of, at most: past it, the next read starts afresh.
+const REMEMBERED_CALLER_IDS: usize = 20_000;
+
+impl KeptReads {
+    /// Takes in what one read found.
+    fn add(&mut self, caller_ids: &[String], streams: &[&str], reads: &AppendReads) {
+        if self.caller_ids.len() + caller_ids.len() > REMEMBERED_CALLER_IDS {
+            self.caller_ids.clear();
+        }
+        self.ledger_head = reads.ledger_head;
+        for id in caller_ids {
+            self.caller_ids.insert(id.clone(), None);
+        }
+        for row in &reads.held {
+            if let Some(id) = &row.caller_id {
+                self.caller_ids.insert(id.clone(), Some(row.clone()));
+            }
+        }
+        for (stream, head) in streams.iter().zip(&reads.heads) {
+            self.heads.insert((*stream).to_owned(), head.clone());
+        }
+    }
+
+    /// The reads of `caller_ids` and `streams`, if every one of them is known.
+    fn answer(&self, caller_ids: &[String], streams: &[&str]) -> Option<AppendReads> {
+        let heads = streams
+            .iter()
+            .map(|stream| self.heads.get(*stream).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        let mut held = Vec::new();
+        for id in caller_ids {
+            if let Some(row) = self.caller_ids.get(id)? {
+                held.push(row.clone());
+            }
+        }
+        held.sort_by_key(|row| row.position);
+        held.dedup_by_key(|row| row.position);
+        Some(AppendReads {
+            ledger_head: self.ledger_head,
+            held,
+            heads,
+        })
+    }
+
+    /// Applies a write of the transaction: the heads move to where it leaves
+    /// them, and the ids it wrote are forgotten (their events are read again
+    /// when asked for).
+    fn wrote(&mut self, plan: &AppendPlan) {
+        for row in &plan.rows {
+            if let Some(id) = &row.caller_id {
+                self.caller_ids.remove(id);
+            }
+        }
+        for moved in &plan.streams {
+            self.heads.insert(
+                moved.stream.clone(),
+                StreamHead {
+                    version: moved.version,
+                    hash: Some(moved.hash.clone()),
+                },
+            );
+        }
+        let last = plan.last();
+        self.ledger_head = LedgerHead {
+            position: last.position,
+            recorded_at: Some(last.recorded_at),
+        };
+    }
+}
+
+/// What `transaction` holds under the lock of `caller_ids` and `streams`:
+/// from its kept reads when they know every one, else read and kept.
+async fn read_locked<T>(
+    transaction: &mut T,
+    caller_ids: &[String],
+    streams: &[&str],
+) -> Result<AppendReads, StoreError>
+where
+    T: WriteTransaction + ?Sized,
+{
+    if let Some(reads) = transaction
+        .kept_reads()
+        .as_ref()
+        .and_then(|kept| kept.answer(caller_ids, streams))
+    {
+        return Ok(reads);
+    }
+    let reads = transaction.read_under_lock(caller_ids, streams).await?;
+    transaction
+        .kept_reads()
+        .get_or_insert_with(|| KeptReads {
+            ledger_head: reads.ledger_head,
+            caller_ids: HashMap::new(),
+            heads: HashMap::new(),
+        })
+        .add(caller_ids, streams, &reads);
+    Ok(reads)
+}
+
+/// Writes `plan` in `transaction`, moving its kept reads on with it; when the
+/// write fails they are dropped, and the next append reads afresh.
+async fn write<T>(transaction: &mut T, plan: &mut AppendPlan) -> Result<(), StoreError>
+where
+    T: WriteTransaction + ?Sized,
+{
+    let kept = transaction.kept_reads().take();
+    transaction.write_plan(plan).await?;
+    if let Some(mut kept) = kept {
+        kept.wrote(plan);
+        *transaction.kept_reads() = Some(kept);
+    }
+    Ok(())
 }
 
 /// Appends `events` to `stream` inside `transaction` (see [`crate::EventStore::append`]).
@@ -224,7 +354,7 @@ where
         ledger_head,
         held,
         heads,
-    } = transaction.read_locked(&caller_ids, &streams).await?;
+    } = read_locked(transaction, &caller_ids, &streams).await?;
     let mut heads = PlannedHeads::new(&streams, heads);
     let mut seen = SeenIds::new(&held);
     let mut fresh = Vec::with_capacity(prepared.len());
@@ -263,7 +393,7 @@ where
         plan.rows.extend(rows);
     }
     if !plan.rows.is_empty() {
-        transaction.write(&mut plan).await?;
+        write(transaction, &mut plan).await?;
     }
     let mut rows = plan.rows.iter();
     Ok(run_lengths
@@ -274,7 +404,7 @@ where
 
 /// [`crate::AppendSession::lock_and_look_up`] in `transaction`: the events of
 /// `caller_ids` and the versions of `streams`, read under the lock by
-/// [`WriteTransaction::read_locked`].
+/// [`read_locked`].
 pub(crate) async fn lock_and_look_up_in<T>(
     transaction: &mut T,
     caller_ids: &[String],
@@ -283,7 +413,7 @@ pub(crate) async fn lock_and_look_up_in<T>(
 where
     T: WriteTransaction + ?Sized,
 {
-    let AppendReads { held, heads, .. } = transaction.read_locked(caller_ids, streams).await?;
+    let AppendReads { held, heads, .. } = read_locked(transaction, caller_ids, streams).await?;
     Ok((
         into_stored_events(held)?,
         heads.into_iter().map(|head| head.version).collect(),
@@ -322,7 +452,7 @@ where
     let streams = distinct_streams(events.iter().map(|event| event.stream.as_str()));
     let AppendReads {
         ledger_head, heads, ..
-    } = transaction.read_locked(&[], &streams).await?;
+    } = read_locked(transaction, &[], &streams).await?;
     let mut heads = PlannedHeads::new(&streams, heads);
     let mut plan = AppendPlan {
         previous_position: ledger_head.position,
@@ -346,7 +476,7 @@ where
         previous_recorded_at = Some(row.recorded_at);
         plan.rows.push(row);
     }
-    transaction.write(&mut plan).await?;
+    write(transaction, &mut plan).await?;
     Ok(plan.rows.iter().map(EventRow::appended).collect())
 }
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::append::{
     append_in, append_runs_in, lock_and_look_up_in, may_have_written, refused_commit, restore_in,
-    validate_stream_name, AppendPlan, AppendReads, LedgerHead, StreamHead, StreamMove,
+    validate_stream_name, AppendPlan, AppendReads, KeptReads, LedgerHead, StreamHead, StreamMove,
     WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
@@ -275,7 +275,7 @@ impl EventStore for PostgresStore {
             poisoned: false,
             written: 0,
             pool: self.pool.clone(),
-            locked: None,
+            kept: None,
         }))
     }
 
@@ -422,87 +422,7 @@ struct PostgresSession {
     written: usize,
     pool: PgPool,
     /// What was read under the append lock, as this session's writes since leave it.
-    locked: Option<LockedReads>,
-}
-
-/// Reads made under the append lock, which this session holds until it ends: every
-/// appender takes the lock before it reads or writes events, keys or streams, so only
-/// this session's own writes can change what they read, and each write is applied to
-/// them ([`LockedReads::wrote`]).
-struct LockedReads {
-    ledger_head: LedgerHead,
-    /// Each id read, with its event when one holds it.
-    caller_ids: HashMap<String, Option<EventRow>>,
-    heads: HashMap<String, StreamHead>,
-}
-
-/// Ids a session keeps the reads of, at most: past it, the next read starts afresh.
-const REMEMBERED_CALLER_IDS: usize = 20_000;
-
-impl LockedReads {
-    /// Takes in what one read found.
-    fn add(&mut self, caller_ids: &[String], streams: &[&str], reads: &AppendReads) {
-        if self.caller_ids.len() + caller_ids.len() > REMEMBERED_CALLER_IDS {
-            self.caller_ids.clear();
-        }
-        self.ledger_head = reads.ledger_head;
-        for id in caller_ids {
-            self.caller_ids.insert(id.clone(), None);
-        }
-        for row in &reads.held {
-            if let Some(id) = &row.caller_id {
-                self.caller_ids.insert(id.clone(), Some(row.clone()));
-            }
-        }
-        for (stream, head) in streams.iter().zip(&reads.heads) {
-            self.heads.insert((*stream).to_owned(), head.clone());
-        }
-    }
-
-    /// The reads of `caller_ids` and `streams`, if every one of them is known.
-    fn answer(&self, caller_ids: &[String], streams: &[&str]) -> Option<AppendReads> {
-        let heads = streams
-            .iter()
-            .map(|stream| self.heads.get(*stream).cloned())
-            .collect::<Option<Vec<_>>>()?;
-        let mut held = Vec::new();
-        for id in caller_ids {
-            if let Some(row) = self.caller_ids.get(id)? {
-                held.push(row.clone());
-            }
-        }
-        held.sort_by_key(|row| row.position);
-        held.dedup_by_key(|row| row.position);
-        Some(AppendReads {
-            ledger_head: self.ledger_head,
-            held,
-            heads,
-        })
-    }
-
-    /// Applies a write of this session: the heads move to where it leaves them, and
-    /// the ids it wrote are forgotten (their events are read again when asked for).
-    fn wrote(&mut self, plan: &AppendPlan) {
-        for row in &plan.rows {
-            if let Some(id) = &row.caller_id {
-                self.caller_ids.remove(id);
-            }
-        }
-        for moved in &plan.streams {
-            self.heads.insert(
-                moved.stream.clone(),
-                StreamHead {
-                    version: moved.version,
-                    hash: Some(moved.hash.clone()),
-                },
-            );
-        }
-        let last = plan.last();
-        self.ledger_head = LedgerHead {
-            position: last.position,
-            recorded_at: Some(last.recorded_at),
-        };
-    }
+    kept: Option<KeptReads>,
 }
 
 /// After a commit of at least this many events the planner's statistics of the event
@@ -626,40 +546,23 @@ impl WriteTransaction for PostgresSession {
         select_stream_heads(&mut self.transaction, streams).await
     }
 
-    async fn read_locked(
+    async fn read_under_lock(
         &mut self,
         caller_ids: &[String],
         streams: &[&str],
     ) -> Result<AppendReads, StoreError> {
-        if let Some(reads) = self
-            .locked
-            .as_ref()
-            .and_then(|locked| locked.answer(caller_ids, streams))
-        {
-            return Ok(reads);
-        }
-        let reads = select_append_reads(&mut self.transaction, caller_ids, streams).await?;
-        self.locked
-            .get_or_insert_with(|| LockedReads {
-                ledger_head: reads.ledger_head,
-                caller_ids: HashMap::new(),
-                heads: HashMap::new(),
-            })
-            .add(caller_ids, streams, &reads);
-        Ok(reads)
+        select_append_reads(&mut self.transaction, caller_ids, streams).await
     }
 
-    async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
-        // Kept only if the write succeeds, and then as the write leaves it.
-        let locked = self.locked.take();
+    fn kept_reads(&mut self) -> &mut Option<KeptReads> {
+        &mut self.kept
+    }
+
+    async fn write_plan(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
         self.partitions
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;
         write_plan(&mut self.transaction, plan).await?;
-        if let Some(mut locked) = locked {
-            locked.wrote(plan);
-            self.locked = Some(locked);
-        }
         self.written += plan.rows.len();
         Ok(())
     }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::append::{
     append_in, append_runs_in, lock_and_look_up_in, may_have_written, refused_commit, restore_in,
-    validate_stream_name, AppendPlan, LedgerHead, StreamHead, WriteTransaction,
+    validate_stream_name, AppendPlan, KeptReads, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
@@ -102,6 +102,7 @@ impl EventStore for SqliteStore {
         Ok(Box::new(SqliteSession {
             transaction,
             poisoned: false,
+            kept: None,
         }))
     }
 
@@ -214,6 +215,8 @@ struct SqliteSession {
     transaction: Transaction<'static, Sqlite>,
     /// Set when an append failed after it may have written: the session can only roll back.
     poisoned: bool,
+    /// What was read under the write lock, as this session's writes since leave it.
+    kept: Option<KeptReads>,
 }
 
 #[async_trait]
@@ -323,7 +326,11 @@ impl WriteTransaction for SqliteSession {
         Ok(heads)
     }
 
-    async fn write(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
+    fn kept_reads(&mut self) -> &mut Option<KeptReads> {
+        &mut self.kept
+    }
+
+    async fn write_plan(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
         write_plan(&mut self.transaction, plan).await
     }
 }
