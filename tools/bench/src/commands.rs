@@ -12,6 +12,7 @@ use bondledger_store::readmodel::TimelineFilter;
 
 use crate::data;
 use crate::figures::{latency_figures, milliseconds, per_second, percentile, Figure};
+use crate::floor;
 
 /// Timeline queries ask for pages of this many events, as the API does.
 pub(crate) const TIMELINE_PAGE_EVENTS: usize = 100;
@@ -26,6 +27,7 @@ const FOLLOWER_IDLE: Duration = Duration::from_millis(5);
 /// ledger library in strict mode, one durable transaction.
 pub async fn import(
     ledger: &Ledger,
+    url: &str,
     scale: usize,
     file: Option<&Path>,
     manuals: u32,
@@ -46,6 +48,10 @@ pub async fn import(
         "{} appended nothing: already held?",
         path.display()
     );
+    let through = ledger.store().head_position().await?;
+    let backend = backend_name(ledger);
+    let copied = floor::import_rows(backend, through - appended as i64, through);
+    let floor = floor::copy_time(url, &copied).await?;
     Ok(vec![
         Figure::new(
             "import",
@@ -54,7 +60,20 @@ pub async fn import(
             appended,
         ),
         Figure::new("import_wall_time", elapsed.as_secs_f64(), "s", appended),
+        Figure::new(
+            "import_engine_floor",
+            per_second(appended, floor),
+            "movements/s",
+            appended,
+        ),
     ])
+}
+
+fn backend_name(ledger: &Ledger) -> &'static str {
+    match ledger.store().backend() {
+        bondledger_store::Backend::Sqlite => "sqlite",
+        bondledger_store::Backend::Postgres => "postgres",
+    }
 }
 
 /// Single-movement durable appends through the ledger (each decided against
@@ -227,6 +246,7 @@ pub async fn as_of(
 /// for `seconds`.
 pub async fn catch_up(
     ledger: &Ledger,
+    url: &str,
     scale: usize,
     rate: u32,
     seconds: u32,
@@ -243,6 +263,15 @@ pub async fn catch_up(
             "events/s",
             head,
         ));
+        if status.name == "timeline" {
+            let floor = floor::copy_time(url, &floor::timeline_rows(head as i64)).await?;
+            figures.push(Figure::new(
+                "catch_up_timeline_engine_floor",
+                per_second(head, floor),
+                "events/s",
+                head,
+            ));
+        }
     }
     // All of them at once, in one pass over the log.
     let started = Instant::now();

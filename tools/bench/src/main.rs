@@ -9,6 +9,7 @@
 mod commands;
 mod data;
 mod figures;
+mod floor;
 mod growth;
 mod replica;
 mod store_append;
@@ -225,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             within("scale", scale, MAX_SCALE)?;
             within("manuals", manuals as usize, 10_000)?;
-            commands::import(&ledger, scale, file.as_deref(), manuals).await?
+            commands::import(&ledger, &url, scale, file.as_deref(), manuals).await?
         }
         Command::Appends { scale, writers, .. } => {
             within("scale", scale, MAX_SCALE)?;
@@ -261,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
             within("scale", scale, MAX_SCALE)?;
             within("rate", rate as usize, 10_000)?;
             within("seconds", seconds as usize, 3_600)?;
-            commands::catch_up(&ledger, scale, rate, seconds).await?
+            commands::catch_up(&ledger, &url, scale, rate, seconds).await?
         }
         Command::Timeline { scale, queries, .. } => {
             within("scale", scale, MAX_SCALE)?;
