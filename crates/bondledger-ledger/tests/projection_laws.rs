@@ -209,3 +209,91 @@ proptest! {
         projections_equal_replay(Backend::Postgres, &lines(&steps), &cuts)?;
     }
 }
+
+/// A runner catching up every projection over a log of several pages, while
+/// another runner (another process, say) rebuilds the timeline after the
+/// first runner's first page: the first runner finds the timeline's
+/// checkpoint moved, drops the page it applied meanwhile, reads its states
+/// afresh and goes on, and every projection ends as a fresh replay has it,
+/// each event applied once.
+fn a_runner_overtaken_goes_on_from_where_the_other_got_to(backend: Backend) {
+    let Some(test) = TestLedger::new(backend) else {
+        return;
+    };
+    // Three pages of the log and a part of a fourth.
+    let steps: Vec<Step> = (0..3 * bondledger_store::MAX_PAGE_EVENTS + 500)
+        .map(|n| Step::Import {
+            manual: n % 3,
+            material: 1 + (n % 2) as u32,
+            qty: 1 + (n % 97) as u32,
+        })
+        .collect();
+    let text: String = lines(&steps).iter().map(|l| format!("{l}\n")).collect();
+    let threads = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    threads.block_on(async {
+        let ledger = Ledger::open(&test.url).await.expect("the ledger opens");
+        ledger
+            .import_text("pages.jsonl", &text, Mode::Record, None)
+            .await
+            .expect("recorded");
+        let head = ledger.store().head_position().await.expect("the head");
+        let mut reported: Vec<(String, i64)> = Vec::new();
+        let mut overtaken = false;
+        let mut progress = |name: &str, checkpoint: i64, _head: i64| {
+            reported.push((name.to_owned(), checkpoint));
+            if !overtaken {
+                overtaken = true;
+                // The other runner, on a runtime of its own, while this one waits.
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| {
+                            runtime().block_on(async {
+                                let other = Ledger::open(&test.url).await.expect("a second handle");
+                                other
+                                    .rebuild("timeline", &mut |_, _, _| {})
+                                    .await
+                                    .expect("the other runner rebuilds the timeline");
+                            });
+                        })
+                        .join()
+                        .expect("the other runner ends");
+                });
+            }
+        };
+        ledger
+            .catch_up(&mut progress)
+            .await
+            .expect("the first runner catches up");
+        for status in ledger.projection_status().await.expect("the status") {
+            assert_eq!(status.checkpoint, head, "{}", status.name);
+        }
+        let breaks = ledger.audit_projections(None).await.expect("an audit");
+        assert!(breaks.is_empty(), "{breaks:?}");
+        // The first runner saw the timeline jump to the head while the
+        // manuals were still a page or more behind it.
+        let timeline_at_head = reported
+            .iter()
+            .position(|(name, checkpoint)| name == "timeline" && *checkpoint == head);
+        let manuals_at_head = reported
+            .iter()
+            .position(|(name, checkpoint)| name == "manuals" && *checkpoint == head);
+        assert!(
+            matches!((timeline_at_head, manuals_at_head), (Some(t), Some(m)) if t < m),
+            "{reported:?}"
+        );
+    });
+}
+
+#[test]
+fn sqlite_a_runner_overtaken_goes_on_from_where_the_other_got_to() {
+    a_runner_overtaken_goes_on_from_where_the_other_got_to(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_a_runner_overtaken_goes_on_from_where_the_other_got_to() {
+    a_runner_overtaken_goes_on_from_where_the_other_got_to(Backend::Postgres);
+}

@@ -170,6 +170,8 @@ struct Followed {
 
 /// A page of the log being read.
 type PageRead = AbortOnDropHandle<Result<Vec<ReplayEvent>, StoreError>>;
+/// A page's commits under way: each projection's index and how its commit went.
+type PageCommit = AbortOnDropHandle<Vec<(usize, Result<(), StoreError>)>>;
 
 /// Follows the log for the projections.
 #[derive(Clone)]
@@ -244,14 +246,33 @@ impl Runner {
     /// time, from the earliest of them: an event is decoded and applied to its
     /// manual's state once, and each projection takes the changes of the
     /// events past its own checkpoint. Each projection's changes of a page
-    /// are committed with its checkpoint; `progress(name, checkpoint, head)`
-    /// after each page.
+    /// are committed with its checkpoint, while the next page is read and
+    /// applied (pages are committed in order, each once the one before it
+    /// has been); `progress(name, checkpoint, head)` after each commit.
     #[tracing::instrument(name = "bondledger.projections.catch_up", skip(self, progress))]
     async fn catch_up_together(
         &self,
         names: &[&'static str],
         progress: &mut (dyn FnMut(&str, i64, i64) + Send),
     ) -> Result<(), ProjectionError> {
+        let mut committing = None;
+        let outcome = self.follow(names, progress, &mut committing).await;
+        if let (Err(_), Some(commit)) = (&outcome, committing) {
+            // What was applied before the failure is committed, as it would
+            // have been had the pages gone one after the other.
+            let _ = commit.await;
+        }
+        outcome
+    }
+
+    /// [`Self::catch_up_together`], with the commit under way in `committing`.
+    async fn follow(
+        &self,
+        names: &[&'static str],
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+        committing: &mut Option<PageCommit>,
+    ) -> Result<(), ProjectionError> {
+        // Where each projection stands once the commits under way are done.
         let mut checkpoints = Vec::with_capacity(names.len());
         for name in names {
             checkpoints.push(self.store.checkpoint(name).await?);
@@ -280,6 +301,16 @@ impl Runner {
                 }
             };
             let Some(last) = page.last().map(|e| e.position) else {
+                // The log ends here, unless the last commit found another
+                // runner ahead: then go on from where it got to.
+                if self
+                    .committed(names, committing.take(), &mut checkpoints, progress)
+                    .await?
+                {
+                    followed.clear();
+                    from = checkpoints.iter().copied().min().unwrap_or(from);
+                    continue;
+                }
                 break;
             };
             ahead = Some((last, self.read_after(last)));
@@ -327,7 +358,6 @@ impl Runner {
                     touched.push(stored.stream.clone());
                 }
             }
-            let mut written = Vec::new();
             if let Some(index) = past(manuals, last) {
                 for stream in &touched {
                     let Some(manual) = followed.get_mut(stream) else {
@@ -336,8 +366,8 @@ impl Runner {
                     let Some(state) = manual.replay.state() else {
                         continue;
                     };
-                    // Taken out: put back once committed (on a conflict every
-                    // manual is read afresh).
+                    // The next page amends these rows. Should the commit not
+                    // stand, every manual is read afresh.
                     let (change, rows) = match manual.written.take() {
                         Some(previous) => {
                             let (change, rows) = amended_rows(previous, state);
@@ -349,60 +379,85 @@ impl Runner {
                         }
                     };
                     changes[index].push(change);
-                    written.push((stream.clone(), rows));
+                    manual.written = Some(rows);
                 }
             }
-            let mut moved_elsewhere = false;
+            // The page before this one must stand before this one is committed.
+            if self
+                .committed(names, committing.take(), &mut checkpoints, progress)
+                .await?
+            {
+                followed.clear();
+                from = checkpoints.iter().copied().min().unwrap_or(last);
+                continue;
+            }
+            let mut batches = Vec::new();
             for (index, changes) in changes.into_iter().enumerate() {
-                let name = names[index];
                 if last <= checkpoints[index] {
                     continue;
                 }
-                let committed = self
-                    .store
-                    .commit_projection(ProjectionBatch {
-                        projection: name.to_owned(),
+                batches.push((
+                    index,
+                    ProjectionBatch {
+                        projection: names[index].to_owned(),
                         from_position: checkpoints[index],
                         to_position: last,
                         changes,
-                    })
-                    .await;
-                match committed {
-                    Ok(()) => checkpoints[index] = last,
-                    // Another runner (another process) applied these events
-                    // first: its rows stand; go on from where it got to, with
-                    // states read afresh.
-                    Err(StoreError::Conflict { .. }) => {
-                        checkpoints[index] = self.store.checkpoint(name).await?;
-                        moved_elsewhere = true;
-                        tracing::debug!(
-                            projection = name,
-                            checkpoint = checkpoints[index],
-                            "another runner moved the checkpoint"
-                        );
-                    }
-                    Err(error) => return Err(error.into()),
+                    },
+                ));
+                checkpoints[index] = last;
+            }
+            let store = Arc::clone(&self.store);
+            *committing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                let mut outcomes = Vec::with_capacity(batches.len());
+                for (index, batch) in batches {
+                    outcomes.push((index, store.commit_projection(batch).await));
                 }
-            }
-            if moved_elsewhere {
-                followed.clear();
-                from = checkpoints.iter().copied().min().unwrap_or(last);
-            } else {
-                from = last;
-                if manuals.is_some_and(|index| checkpoints[index] == last) {
-                    for (stream, rows) in written {
-                        if let Some(manual) = followed.get_mut(&stream) {
-                            manual.written = Some(rows);
-                        }
-                    }
-                }
-            }
-            let head = self.store.head_position().await?;
-            for (name, checkpoint) in names.iter().zip(&checkpoints) {
-                progress(name, *checkpoint, head);
-            }
+                outcomes
+            })));
+            from = last;
         }
         Ok(())
+    }
+
+    /// Waits for `commit` (when there is one) and takes in how it went:
+    /// `true` when another runner (another process) had applied some of its
+    /// events first; its rows stand, and those projections' `checkpoints`
+    /// are read afresh to go on from where it got to.
+    async fn committed(
+        &self,
+        names: &[&'static str],
+        commit: Option<PageCommit>,
+        checkpoints: &mut [i64],
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<bool, ProjectionError> {
+        let Some(commit) = commit else {
+            return Ok(false);
+        };
+        let outcomes = commit.await.map_err(|error| {
+            StoreError::Integrity(format!("a projection commit stopped: {error}"))
+        })?;
+        let mut moved_elsewhere = false;
+        for (index, outcome) in outcomes {
+            match outcome {
+                Ok(()) => {}
+                Err(StoreError::Conflict { .. }) => {
+                    checkpoints[index] = self.store.checkpoint(names[index]).await?;
+                    moved_elsewhere = true;
+                    tracing::debug!(
+                        projection = names[index],
+                        checkpoint = checkpoints[index],
+                        "another runner moved the checkpoint"
+                    );
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let head = self.store.head_position().await?;
+        for (name, checkpoint) in names.iter().zip(checkpoints.iter()) {
+            progress(name, *checkpoint, head);
+        }
+        Ok(moved_elsewhere)
     }
 
     /// Starts reading the page of the log after `position`; the read stops
