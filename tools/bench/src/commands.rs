@@ -49,8 +49,7 @@ pub async fn import(
         path.display()
     );
     let through = ledger.store().head_position().await?;
-    let backend = backend_name(ledger);
-    let copied = floor::import_rows(backend, through - appended as i64, through);
+    let copied = floor::import_rows(ledger.store().backend(), through - appended as i64, through);
     let floor = floor::copy_time(url, &copied).await?;
     Ok(vec![
         Figure::new(
@@ -67,13 +66,6 @@ pub async fn import(
             appended,
         ),
     ])
-}
-
-fn backend_name(ledger: &Ledger) -> &'static str {
-    match ledger.store().backend() {
-        bondledger_store::Backend::Sqlite => "sqlite",
-        bondledger_store::Backend::Postgres => "postgres",
-    }
 }
 
 /// Single-movement durable appends through the ledger (each decided against

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bondledger_store::Backend;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Executor};
@@ -23,12 +24,11 @@ pub struct Copied {
 }
 
 /// The events an import appended and the keys it wrote with them.
-pub fn import_rows(backend: &str, after: i64, through: i64) -> Copied {
+pub fn import_rows(backend: Backend, after: i64, through: i64) -> Copied {
     Copied {
-        tables: if backend == "postgres" {
-            &["events", "event_keys"]
-        } else {
-            &["events"]
+        tables: match backend {
+            Backend::Postgres => &["events", "event_keys"],
+            Backend::Sqlite => &["events"],
         },
         after,
         through,
