@@ -303,12 +303,12 @@ impl Runner {
             let Some(last) = page.last().map(|e| e.position) else {
                 // The log ends here, unless the last commit found another
                 // runner ahead: then go on from where it got to.
-                if self
+                if let Some(restart) = self
                     .committed(names, committing.take(), &mut checkpoints, progress)
                     .await?
                 {
                     followed.clear();
-                    from = checkpoints.iter().copied().min().unwrap_or(from);
+                    from = restart;
                     continue;
                 }
                 break;
@@ -383,12 +383,12 @@ impl Runner {
                 }
             }
             // The page before this one must stand before this one is committed.
-            if self
+            if let Some(restart) = self
                 .committed(names, committing.take(), &mut checkpoints, progress)
                 .await?
             {
                 followed.clear();
-                from = checkpoints.iter().copied().min().unwrap_or(last);
+                from = restart;
                 continue;
             }
             let mut batches = Vec::new();
@@ -420,19 +420,20 @@ impl Runner {
         Ok(())
     }
 
-    /// Waits for `commit` (when there is one) and takes in how it went:
-    /// `true` when another runner (another process) had applied some of its
-    /// events first; its rows stand, and those projections' `checkpoints`
-    /// are read afresh to go on from where it got to.
+    /// Waits for `commit` (when there is one) and takes in how it went.
+    /// When another runner (another process) had applied some of its events
+    /// first, its rows stand: those projections' `checkpoints` are read
+    /// afresh, and the answer is the position to go on from (the earliest
+    /// checkpoint), with every state read afresh.
     async fn committed(
         &self,
         names: &[&'static str],
         commit: Option<PageCommit>,
         checkpoints: &mut [i64],
         progress: &mut (dyn FnMut(&str, i64, i64) + Send),
-    ) -> Result<bool, ProjectionError> {
+    ) -> Result<Option<i64>, ProjectionError> {
         let Some(commit) = commit else {
-            return Ok(false);
+            return Ok(None);
         };
         let outcomes = commit.await.map_err(|error| {
             StoreError::Integrity(format!("a projection commit stopped: {error}"))
@@ -457,7 +458,9 @@ impl Runner {
         for (name, checkpoint) in names.iter().zip(checkpoints.iter()) {
             progress(name, *checkpoint, head);
         }
-        Ok(moved_elsewhere)
+        Ok(moved_elsewhere
+            .then(|| checkpoints.iter().copied().min())
+            .flatten())
     }
 
     /// Starts reading the page of the log after `position`; the read stops
