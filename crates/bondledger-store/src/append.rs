@@ -179,6 +179,8 @@ pub(crate) trait WriteTransaction: Send {
 #[derive(Debug)]
 pub(crate) struct KeptReads {
     ledger_head: LedgerHead,
+    /// The ledger head's position when the first of them was read.
+    read_at: i64,
     /// Each id read, with its event when one holds it.
     caller_ids: HashMap<String, Option<EventRow>>,
     heads: HashMap<String, StreamHead>,
@@ -254,6 +256,93 @@ impl KeptReads {
     }
 }
 
+/// What this process's commits left the ledger as, as far as their
+/// transactions read it under the append lock: the ledger head and the heads
+/// of the streams read or written since anyone else last appended. It stays
+/// true for as long as nobody else appends; a presumed append plans on it,
+/// and the database checks that it still is.
+#[derive(Debug, Default)]
+pub(crate) struct LastKnown {
+    known: Option<Known>,
+}
+
+#[derive(Debug)]
+struct Known {
+    ledger_head: LedgerHead,
+    heads: HashMap<String, StreamHead>,
+}
+
+/// Stream heads [`LastKnown`] keeps at most: past it, it starts afresh from
+/// the last commit's.
+const REMEMBERED_STREAMS: usize = 10_000;
+
+impl LastKnown {
+    /// Takes in what a transaction kept under the lock, as its writes left
+    /// it, once it has committed.
+    pub(crate) fn committed(&mut self, kept: KeptReads) {
+        let known_at = self.known.as_ref().map(|known| known.ledger_head.position);
+        match (&mut self.known, known_at) {
+            // Nobody appended between the two: both hold.
+            (Some(known), Some(at))
+                if at == kept.read_at
+                    && known.heads.len() + kept.heads.len() <= REMEMBERED_STREAMS =>
+            {
+                known.ledger_head = kept.ledger_head;
+                known.heads.extend(kept.heads);
+            }
+            // A later commit of this process was told first.
+            (_, Some(at)) if at > kept.read_at => {}
+            _ => {
+                self.known = Some(Known {
+                    ledger_head: kept.ledger_head,
+                    heads: kept.heads,
+                })
+            }
+        }
+    }
+
+    /// Whether anything is known: this process has committed an append.
+    pub(crate) fn knows_head(&self) -> bool {
+        self.known.is_some()
+    }
+
+    /// The reads a presumed append makes of `streams` (see
+    /// [`crate::EventStore::begin_presumed`]): the ledger head and the stream
+    /// heads as last known, and none of `caller_ids` held. `at` is the head
+    /// the session's first reads presumed: later ones must presume the same.
+    pub(crate) fn presume(
+        &self,
+        at: &mut Option<i64>,
+        streams: &[&str],
+    ) -> Result<AppendReads, StoreError> {
+        let known = self
+            .known
+            .as_ref()
+            .ok_or_else(|| StoreError::Stale("this process has not appended yet".to_owned()))?;
+        match *at {
+            Some(position) if position != known.ledger_head.position => {
+                return Err(StoreError::Stale(
+                    "this process appended again while the append was being planned".to_owned(),
+                ))
+            }
+            _ => *at = Some(known.ledger_head.position),
+        }
+        let heads = streams
+            .iter()
+            .map(|stream| {
+                known.heads.get(*stream).cloned().ok_or_else(|| {
+                    StoreError::Stale(format!("stream {stream} has not been appended to here"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AppendReads {
+            ledger_head: known.ledger_head,
+            held: Vec::new(),
+            heads,
+        })
+    }
+}
+
 /// What `transaction` holds under the lock of `caller_ids` and `streams`:
 /// from its kept reads when they know every one, else read and kept.
 async fn read_locked<T>(
@@ -276,6 +365,7 @@ where
         .kept_reads()
         .get_or_insert_with(|| KeptReads {
             ledger_head: reads.ledger_head,
+            read_at: reads.ledger_head.position,
             caller_ids: HashMap::new(),
             heads: HashMap::new(),
         })
@@ -552,7 +642,10 @@ fn restored_row(
 pub(crate) fn may_have_written(error: &StoreError) -> bool {
     !matches!(
         error,
-        StoreError::Conflict { .. } | StoreError::IdConflict { .. } | StoreError::InvalidInput(_)
+        StoreError::Conflict { .. }
+            | StoreError::IdConflict { .. }
+            | StoreError::InvalidInput(_)
+            | StoreError::Stale(_)
     )
 }
 

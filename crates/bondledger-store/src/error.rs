@@ -35,6 +35,14 @@ pub enum StoreError {
     /// Stored data that cannot be what the store wrote: a broken invariant, an unreadable row.
     #[error("integrity error: {0}")]
     Integrity(String),
+
+    /// An append planned on what this process last knew of the ledger (see
+    /// [`crate::EventStore::begin_presumed`]) found it otherwise: another
+    /// process appended since, an id it presumed new is held, or the append is
+    /// more than one statement writes. Nothing was written; appended under
+    /// the lock, it may well succeed.
+    #[error("the ledger is not as this process last knew it: {0}")]
+    Stale(String),
 }
 
 /// SQLSTATEs and SQLite codes of failures that say nothing about the request:
@@ -67,6 +75,7 @@ impl StoreError {
             StoreError::InvalidInput(message) => StoreError::InvalidInput(message.clone()),
             StoreError::InvalidUrl(message) => StoreError::InvalidUrl(message.clone()),
             StoreError::Integrity(message) => StoreError::Integrity(message.clone()),
+            StoreError::Stale(message) => StoreError::Stale(message.clone()),
             transient if transient.is_transient() => StoreError::Database(sqlx::Error::Io(
                 std::io::Error::new(std::io::ErrorKind::ConnectionAborted, transient.to_string()),
             )),

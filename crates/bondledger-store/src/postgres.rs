@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::append::{
     append_in, append_runs_in, lock_and_look_up_in, may_have_written, refused_commit, restore_in,
-    validate_stream_name, AppendPlan, AppendReads, KeptReads, LedgerHead, StreamHead, StreamMove,
-    WriteTransaction,
+    validate_stream_name, AppendPlan, AppendReads, KeptReads, LastKnown, LedgerHead, StreamHead,
+    StreamMove, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
 use crate::store::page_size;
@@ -27,6 +27,8 @@ use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
     ReplayEvent, StoreError, StoredEvent, StreamAppend,
 };
+
+mod presumed;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -69,6 +71,10 @@ pub(crate) struct PostgresStore {
     /// A replica's: to tell why no connection could be made when the pool
     /// only says it waited in vain.
     replica_options: Option<PgConnectOptions>,
+    /// What this process's appends left the ledger as: what a presumed append plans on.
+    last_known: Arc<Mutex<LastKnown>>,
+    /// The connection presumed appends are written on.
+    appender: presumed::HeldConnection,
 }
 
 /// What this process knows of the event log's partitions. Both positions only ever
@@ -201,6 +207,8 @@ impl PostgresStore {
             pool,
             partitions: Some(partitions),
             replica_options: None,
+            last_known: Arc::default(),
+            appender: Arc::default(),
         })
     }
 
@@ -216,6 +224,8 @@ impl PostgresStore {
             pool,
             partitions: None,
             replica_options: Some(options),
+            last_known: Arc::default(),
+            appender: Arc::default(),
         })
     }
 
@@ -248,6 +258,13 @@ fn pool_options(acquire_timeout: Duration) -> PgPoolOptions {
         .test_before_acquire(true)
 }
 
+/// What a mutex guards here is changed in one call that cannot panic halfway.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub(crate) fn schema_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
@@ -276,7 +293,24 @@ impl EventStore for PostgresStore {
             written: 0,
             pool: self.pool.clone(),
             kept: None,
+            last_known: Arc::clone(&self.last_known),
         }))
+    }
+
+    async fn begin_presumed(&self) -> Option<Box<dyn AppendSession>> {
+        let partitions = self.partitions.as_ref()?;
+        if !lock(&self.last_known).knows_head() {
+            return None;
+        }
+        if partitions.short_of_spare() {
+            partitions.make_spare(&self.pool).await;
+        }
+        Some(Box::new(presumed::PresumedSession::new(
+            &self.pool,
+            &self.appender,
+            partitions,
+            &self.last_known,
+        )))
     }
 
     #[tracing::instrument(name = "bondledger.store.read_stream", skip(self))]
@@ -423,6 +457,8 @@ struct PostgresSession {
     pool: PgPool,
     /// What was read under the append lock, as this session's writes since leave it.
     kept: Option<KeptReads>,
+    /// Told what was kept once the session commits.
+    last_known: Arc<Mutex<LastKnown>>,
 }
 
 /// After a commit of at least this many events the planner's statistics of the event
@@ -508,6 +544,9 @@ impl AppendSession for PostgresSession {
             return Err(refused_commit());
         }
         self.transaction.commit().await?;
+        if let Some(kept) = self.kept {
+            lock(&self.last_known).committed(kept);
+        }
         if self.written >= ANALYZE_AFTER_EVENTS {
             // Statistics only steer plans: the commit stands whatever happens here.
             if let Err(error) = sqlx::query("ANALYZE events, event_keys, streams")
@@ -562,7 +601,15 @@ impl WriteTransaction for PostgresSession {
         self.partitions
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;
-        write_plan(&mut self.transaction, plan).await?;
+        write_plan(&mut self.transaction, plan)
+            .await
+            .map_err(|error| match is_not_as_planned(&error) {
+                // Under the lock nobody else moves them.
+                true => StoreError::Integrity(format!(
+                    "heads moved while the ledger was locked: {error}"
+                )),
+                false => error,
+            })?;
         self.written += plan.rows.len();
         Ok(())
     }
@@ -759,7 +806,9 @@ async fn select_ledger_head(
 
 /// The plan in as few statements as its size allows: the first writes the stream heads,
 /// the ledger head and the first [`INSERT_ROWS_PER_STATEMENT`] events (a small append is
-/// one round trip); each further one more events.
+/// one round trip); each further one more events. The first refuses itself, writing
+/// nothing, unless the ledger head and the streams stood where the plan says
+/// ([`is_not_as_planned`]).
 async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<(), StoreError> {
     let last = plan.last();
     let (created, moved): (Vec<&StreamMove>, Vec<&StreamMove>) = plan
@@ -771,7 +820,7 @@ async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<
         .next()
         .unwrap_or_else(|| unreachable!("a plan is written with rows"));
     let columns = EventColumns::of(first);
-    let counts = columns
+    columns
         .bind(sqlx::query(WRITE_FIRST_STATEMENT))
         .bind(
             created
@@ -788,21 +837,9 @@ async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<
         .bind(last.position)
         .bind(last.recorded_at)
         .bind(plan.previous_position)
-        .fetch_one(&mut *connection)
+        .bind(moved.len() as i64)
+        .execute(&mut *connection)
         .await?;
-    let moved_count: i64 = counts.try_get("moved")?;
-    if moved_count != moved.len() as i64 {
-        let streams: Vec<&str> = moved.iter().map(|m| m.stream.as_str()).collect();
-        return Err(StoreError::Integrity(format!(
-            "of streams {}, a head moved while the ledger was locked",
-            streams.join(", ")
-        )));
-    }
-    if counts.try_get::<i64, _>("head")? != 1 {
-        return Err(StoreError::Integrity(
-            "the ledger head moved while the ledger was locked".to_owned(),
-        ));
-    }
     for chunk in chunks {
         EventColumns::of(chunk)
             .bind(sqlx::query(INSERT_EVENTS_STATEMENT))
@@ -812,21 +849,38 @@ async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<
     Ok(())
 }
 
+/// SQLSTATE `bondledger_append_stands` (migration 0009) raises when the ledger head or a
+/// stream was not where an append planned from.
+const NOT_AS_PLANNED: &str = "BL409";
+
+/// Whether `error` is the first statement of [`write_plan`] refusing itself: the ledger
+/// head or a stream was not where the plan says, and nothing of the statement stands.
+fn is_not_as_planned(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Database(sqlx::Error::Database(database))
+            if database.code().is_some_and(|code| code == NOT_AS_PLANNED)
+    )
+}
+
 /// The events of a statement's rows as its first twelve parameters: UNNEST turns them
-/// into rows, which go to the events and their ids to `event_keys`, where a taken
-/// event or caller id is refused.
+/// into rows (those for which `$gate` holds), which go to the events and their ids to
+/// `event_keys`, where a taken event or caller id is refused.
 macro_rules! events_from_parameters {
-    () => {
-        "rows AS ( \
-             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], \
-                                  $6::text[], $7::integer[], $8::text[], $9::text[], $10::date[], \
-                                  $11::timestamptz[], $12::text[]) \
-                  AS rows (position, event_id, caller_id, stream, version, event_type, schema_version, \
-                           payload, metadata, business_date, recorded_at, hash) \
-         ), keys AS ( \
-             INSERT INTO event_keys (event_id, caller_id, position) \
-             SELECT event_id, caller_id, position FROM rows \
-         )"
+    ($gate:literal) => {
+        concat!(
+            "rows AS ( \
+                 SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], \
+                                      $6::text[], $7::integer[], $8::text[], $9::text[], $10::date[], \
+                                      $11::timestamptz[], $12::text[]) \
+                      AS rows (position, event_id, caller_id, stream, version, event_type, schema_version, \
+                               payload, metadata, business_date, recorded_at, hash) ",
+            $gate,
+            " ), keys AS ( \
+                 INSERT INTO event_keys (event_id, caller_id, position) \
+                 SELECT event_id, caller_id, position FROM rows \
+             )"
+        )
     };
 }
 
@@ -842,36 +896,41 @@ macro_rules! insert_events_from_rows {
 
 const INSERT_EVENTS_STATEMENT: &str = concat!(
     "WITH ",
-    events_from_parameters!(),
+    events_from_parameters!(""),
     " ",
     insert_events_from_rows!()
 );
 
 /// Events as [`INSERT_EVENTS_STATEMENT`]; streams begun ($13–$15: stream, version,
-/// hash) and moved on ($16–$19: stream, version, hash, the version it was at, else
-/// left as it is and not counted); the ledger head to $20 and $21 from $22. Answers
-/// how many streams moved and whether the head did. Streams begun here are seen by
-/// the check that the events' streams are held, which runs at the statement's end
-/// (migration 0007).
+/// hash) and moved on ($16–$19: stream, version, hash, the version it was at); the
+/// ledger head to $20 and $21 from $22. Every write waits for `planned`: the ledger
+/// head locked where it stands at $22 (under the lock already, or taking it here for a
+/// presumed append), and nothing is written when it stands elsewhere.
+/// `bondledger_append_stands` then raises unless the head and all $23 streams moved
+/// on. Streams begun here are seen by the check that the events' streams are held,
+/// which runs at the statement's end (migration 0007).
 const WRITE_FIRST_STATEMENT: &str = concat!(
-    "WITH ",
-    events_from_parameters!(),
+    "WITH planned AS ( \
+         SELECT 1 FROM ledger_head WHERE id = 1 AND position = $22 FOR UPDATE \
+     ), ",
+    events_from_parameters!("WHERE EXISTS (SELECT FROM planned)"),
     ", created AS ( \
          INSERT INTO streams (stream, version, head_hash) \
          SELECT * FROM UNNEST($13::text[], $14::bigint[], $15::text[]) \
+         WHERE EXISTS (SELECT FROM planned) \
      ), moved AS ( \
          UPDATE streams AS s SET version = m.version, head_hash = m.hash \
          FROM UNNEST($16::text[], $17::bigint[], $18::text[], $19::bigint[]) \
               AS m (stream, version, hash, previous) \
-         WHERE s.stream = m.stream AND s.version = m.previous \
+         WHERE s.stream = m.stream AND s.version = m.previous AND EXISTS (SELECT FROM planned) \
          RETURNING 1 \
      ), head AS ( \
          UPDATE ledger_head SET position = $20, recorded_at = $21 \
-         WHERE id = 1 AND position = $22 \
+         WHERE id = 1 AND position = $22 AND EXISTS (SELECT FROM planned) \
          RETURNING 1 \
      ), inserted AS (",
     insert_events_from_rows!(),
-    ") SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM head) AS head"
+    ") SELECT bondledger_append_stands((SELECT count(*) FROM head), (SELECT count(*) FROM moved), $23)"
 );
 
 /// The columns of some events, each an array.

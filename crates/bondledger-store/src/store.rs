@@ -29,6 +29,23 @@ pub trait EventStore: crate::ReadModels + crate::TokenStore + Send + Sync {
     /// Opens an append transaction: any number of appends to any streams, all or nothing.
     async fn begin(&self) -> Result<Box<dyn AppendSession>, StoreError>;
 
+    /// An append session that reads nothing: it plans on the ledger as this process's
+    /// own commits left it (the ledger head, the heads of the streams they read or
+    /// wrote) and takes every caller id for new. Its one write is its commit, one
+    /// statement that first checks, under the append lock, that the ledger head is
+    /// still where the plan says, so that an append costs one round trip. Where the
+    /// ledger moved on, an id is held, or the append needs what is not known (another
+    /// stream, an id's event, more than one statement), it fails with
+    /// [`StoreError::Stale`] and nothing is written: append under the lock instead.
+    ///
+    /// Unlike a session of [`EventStore::begin`], one whose write succeeded has
+    /// committed (rolling it back changes nothing), and any other error of its write
+    /// may come after the commit, as a failed commit may. `None` where the backend
+    /// has no round trip to save, or the process has not appended yet.
+    async fn begin_presumed(&self) -> Option<Box<dyn AppendSession>> {
+        None
+    }
+
     /// One transaction for one stream.
     ///
     /// Events whose caller id the ledger already holds with the same content (stream,

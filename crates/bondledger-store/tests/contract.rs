@@ -70,4 +70,6 @@ contract_tests!(
     appends_cross_partition_boundaries,
     a_look_up_under_the_lock_serves_the_appends_after_it,
     a_look_up_under_the_lock_holds_other_appenders_off,
+    a_presumed_append_plans_on_the_last_commit,
+    a_presumed_write_cut_off_is_found_not_written,
 );

@@ -1460,3 +1460,200 @@ pub async fn a_look_up_under_the_lock_holds_other_appenders_off(ledger: TestLedg
         .expect("append");
     assert_eq!((appended[0].version, appended[0].position), (2, 2));
 }
+
+/// A presumed append (PostgreSQL's) plans on what this process's last commit
+/// left the ledger as, reads nothing, and commits in its one write. It writes
+/// nothing when the ledger is not as planned on: another process appended,
+/// an id it took for new is held, a stream was never appended to here.
+pub async fn a_presumed_append_plans_on_the_last_commit(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    assert!(
+        store.begin_presumed().await.is_none(),
+        "nothing is known before this process appends"
+    );
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("a", 2))
+        .await
+        .expect("append");
+    if ledger.kind == Kind::Sqlite {
+        assert!(
+            store.begin_presumed().await.is_none(),
+            "an SQLite append has no round trip to save"
+        );
+        return;
+    }
+    let mut session = store.begin_presumed().await.expect("known after a commit");
+    let (held, versions) = session
+        .lock_and_look_up(&["b-1".to_owned()], &["s"])
+        .await
+        .expect("presumed, not read");
+    assert!(held.is_empty());
+    assert_eq!(versions, vec![2]);
+    let appended = session
+        .append_runs(vec![run("s", ExpectedVersion::Exactly(2), events("b", 1))])
+        .await
+        .expect("a presumed append");
+    assert_eq!((appended[0][0].version, appended[0][0].position), (3, 3));
+    session.commit().await.expect("commit");
+
+    // The next plans on what that one left.
+    let mut session = store.begin_presumed().await.expect("still known");
+    let appended = session
+        .append("s", ExpectedVersion::Exactly(3), vec![event(None, 9)])
+        .await
+        .expect("another presumed append");
+    assert_eq!((appended[0].version, appended[0].position), (4, 4));
+    session.commit().await.expect("commit");
+
+    // What this process never appended to is not known.
+    let mut session = store.begin_presumed().await.expect("a session");
+    let unknown = session
+        .append("t", ExpectedVersion::Exactly(0), vec![event(None, 1)])
+        .await;
+    assert!(matches!(unknown, Err(StoreError::Stale(_))), "{unknown:?}");
+    drop(session);
+
+    // An id held already was taken for new: the write refuses itself.
+    let mut session = store.begin_presumed().await.expect("a session");
+    let repeat = session
+        .append("s", ExpectedVersion::Any, events("a", 1))
+        .await;
+    assert!(matches!(repeat, Err(StoreError::Stale(_))), "{repeat:?}");
+    drop(session);
+    assert_eq!(store.head_position().await.expect("head"), 4);
+
+    // Another process appends: the head is not where this one planned from.
+    let other = ledger.open_another().await;
+    other
+        .append("s", ExpectedVersion::Exactly(4), vec![event(None, 10)])
+        .await
+        .expect("an append elsewhere");
+    let mut session = store.begin_presumed().await.expect("a session");
+    let moved = session
+        .append("s", ExpectedVersion::Any, events("c", 1))
+        .await;
+    assert!(matches!(moved, Err(StoreError::Stale(_))), "{moved:?}");
+    session.commit().await.expect("nothing to commit");
+    assert_eq!(store.head_position().await.expect("head"), 5);
+    assert!(store
+        .find_by_caller_ids(&["c-1".to_owned()])
+        .await
+        .expect("find")
+        .is_empty());
+
+    // Under the lock it goes in, and what it leaves is known again.
+    store
+        .append("s", ExpectedVersion::Exactly(5), events("c", 1))
+        .await
+        .expect("append under the lock");
+    let mut session = store.begin_presumed().await.expect("known again");
+    let appended = session
+        .append("s", ExpectedVersion::Exactly(6), vec![event(None, 12)])
+        .await
+        .expect("a presumed append");
+    assert_eq!((appended[0].version, appended[0].position), (7, 7));
+    session.commit().await.expect("commit");
+    assert_eq!(read_stream_fully(store, "s").await.len(), 7);
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+/// A presumed write whose connection is lost before it answers: the store
+/// finds out that it did not commit, says so, and the next one goes in on a
+/// new connection.
+pub async fn a_presumed_write_cut_off_is_found_not_written(ledger: TestLedger) {
+    if ledger.kind == Kind::Sqlite {
+        return;
+    }
+    let store = Arc::clone(&ledger.store);
+    store
+        .append("s", ExpectedVersion::Exactly(0), events("a", 1))
+        .await
+        .expect("append");
+    // Another connection holds the append lock: the write waits for it.
+    let mut blocker = ledger.postgres_connection().await;
+    raw(
+        &mut blocker,
+        "BEGIN; SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE",
+    )
+    .await;
+    let blocker_pid = pid_of(&mut blocker, "SELECT pg_backend_pid()", None)
+        .await
+        .expect("its pid");
+    let writing = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut session = store.begin_presumed().await.expect("known after a commit");
+            session
+                .append("s", ExpectedVersion::Exactly(1), events("b", 1))
+                .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    let waiting: i32 = loop {
+        let found = pid_of(
+            &mut blocker,
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            Some(blocker_pid),
+        )
+        .await;
+        if let Some(pid) = found {
+            break pid;
+        }
+        if writing.is_finished() {
+            let outcome = writing.await.expect("the writing task");
+            panic!("the write did not wait for the lock: {outcome:?}");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the write waits");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ended = pid_of(
+        &mut blocker,
+        "SELECT pid FROM pg_stat_activity WHERE pg_terminate_backend($1, 5000) AND pid = $1 \
+         UNION ALL SELECT $1",
+        Some(waiting),
+    )
+    .await;
+    assert_eq!(ended, Some(waiting), "the write's connection ended");
+    raw(&mut blocker, "COMMIT").await;
+    let cut_off = writing.await.expect("the writing task");
+    assert!(
+        matches!(&cut_off, Err(StoreError::Stale(message)) if message.contains("lost")),
+        "{cut_off:?}"
+    );
+    assert_eq!(store.head_position().await.expect("head"), 1);
+    assert!(store
+        .find_by_caller_ids(&["b-1".to_owned()])
+        .await
+        .expect("find")
+        .is_empty());
+
+    let mut session = store.begin_presumed().await.expect("still known");
+    let appended = session
+        .append("s", ExpectedVersion::Exactly(1), events("b", 1))
+        .await
+        .expect("on a new connection");
+    assert_eq!((appended[0].version, appended[0].position), (2, 2));
+    session.commit().await.expect("commit");
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
+
+/// Runs `sql` on `connection`, past the store.
+async fn raw(connection: &mut sqlx::PgConnection, sql: &str) {
+    use sqlx::Executor as _;
+    connection
+        .execute(sqlx::raw_sql(sql))
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// The first pid `sql` selects (binding `pid` as $1, when given).
+async fn pid_of(connection: &mut sqlx::PgConnection, sql: &str, pid: Option<i32>) -> Option<i32> {
+    let mut query = sqlx::query_scalar::<_, i32>(sql);
+    if let Some(pid) = pid {
+        query = query.bind(pid);
+    }
+    query
+        .fetch_optional(connection)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}

@@ -33,6 +33,21 @@ impl TestLedger {
         self.store = open(&self.url).await.expect("the ledger reopens");
     }
 
+    /// The same ledger opened again beside this one: another process's store.
+    pub async fn open_another(&self) -> Arc<dyn EventStore> {
+        open(&self.url)
+            .await
+            .expect("the ledger opens a second time")
+    }
+
+    /// A connection of its own to the PostgreSQL database under the store.
+    pub async fn postgres_connection(&self) -> sqlx::PgConnection {
+        assert_eq!(self.kind, Kind::Postgres, "a PostgreSQL case");
+        sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("a connection past the store")
+    }
+
     /// Runs raw SQL on the same database, past the store.
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self.kind {
