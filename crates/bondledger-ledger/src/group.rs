@@ -49,7 +49,24 @@ struct Request {
     answer: oneshot::Sender<Answer>,
 }
 
+/// The session a group is appended in.
+enum Session {
+    /// A transaction under the append lock, or why none began.
+    Locked(Result<Box<dyn AppendSession>, StoreError>),
+    /// One planned on what this process last knew (see
+    /// [`bondledger_store::EventStore::begin_presumed`]).
+    Presumed(Box<dyn AppendSession>),
+}
+
 impl Request {
+    /// Whether no movement of the batch reverses another: a reversal decides
+    /// on the event it names, which a presumed append does not read.
+    fn reverses_nothing(&self) -> bool {
+        self.movements
+            .iter()
+            .all(|located| reversed_id(&located.envelope).is_none())
+    }
+
     fn metadata(&self) -> EventMetadata {
         EventMetadata {
             actor: self.actor.clone(),
@@ -93,8 +110,14 @@ enum Verdict {
     Refused(LedgerError),
 }
 
-/// Why a group gives up and appends its batches one by one.
-struct FallBack(&'static str);
+/// Why a group gives up.
+enum FallBack {
+    /// A presumed append found the ledger otherwise than this process last
+    /// knew it: the group is appended again under the lock.
+    Relock(&'static str),
+    /// Its batches are appended one by one.
+    OneByOne(&'static str),
+}
 
 impl Ledger {
     /// Appends one small batch, all or nothing, in the same transaction as
@@ -151,15 +174,32 @@ impl Ledger {
         let mut carried: VecDeque<Request> = VecDeque::new();
         loop {
             // The callers answered a moment ago come back with their next
-            // batches while the transaction begins: the group is drawn after
-            // it, so they join it rather than wait for the next one.
+            // batches while this task yields and a transaction under the lock
+            // begins: the group is drawn after, so they join it rather than
+            // wait for the next one. A group reversing nothing is planned on
+            // what this process last knew, where the store can (a presumed
+            // append: no read before the write).
             tokio::task::yield_now().await;
             if carried.is_empty() && self.waiting().is_empty() {
                 return;
             }
-            let session = self.store.begin().await;
-            let group = self.next_group(&mut carried);
-            let left = self.append_group(session, group).await;
+            let left = match self.store.begin_presumed().await {
+                Some(session) => {
+                    let group = self.next_group(&mut carried);
+                    match group.iter().all(Request::reverses_nothing) {
+                        true => self.append_group(Session::Presumed(session), group).await,
+                        false => {
+                            let session = self.store.begin().await;
+                            self.append_group(Session::Locked(session), group).await
+                        }
+                    }
+                }
+                None => {
+                    let session = self.store.begin().await;
+                    let group = self.next_group(&mut carried);
+                    self.append_group(Session::Locked(session), group).await
+                }
+            };
             for request in left.into_iter().rev() {
                 carried.push_front(request);
             }
@@ -195,15 +235,22 @@ impl Ledger {
     /// reads an id an earlier batch of the group takes, and all after it),
     /// to go first into the next group.
     #[tracing::instrument(name = "bondledger.ledger.append_group", skip_all, fields(batches = group.len()))]
-    async fn append_group(
-        &self,
-        session: Result<Box<dyn AppendSession>, StoreError>,
-        mut group: Vec<Request>,
-    ) -> Vec<Request> {
+    async fn append_group(&self, session: Session, mut group: Vec<Request>) -> Vec<Request> {
         debug_assert!(!group.is_empty(), "a group holds at least one batch");
         let answers = match self.try_group(session, &group).await {
             Ok(answers) => answers,
-            Err(FallBack(reason)) => {
+            Err(FallBack::Relock(reason)) => {
+                tracing::debug!(reason, "appending a group again under the lock");
+                let session = Session::Locked(self.store.begin().await);
+                match self.try_group(session, &group).await {
+                    Ok(answers) => answers,
+                    Err(FallBack::Relock(reason) | FallBack::OneByOne(reason)) => {
+                        tracing::info!(reason, "appending the batches of a group one by one");
+                        self.one_by_one(&group).await
+                    }
+                }
+            }
+            Err(FallBack::OneByOne(reason)) => {
                 tracing::info!(reason, "appending the batches of a group one by one");
                 self.one_by_one(&group).await
             }
@@ -239,21 +286,53 @@ impl Ledger {
     /// outcome, so that a fall back can begin its own.
     async fn try_group(
         &self,
-        session: Result<Box<dyn AppendSession>, StoreError>,
+        session: Session,
         group: &[Request],
     ) -> Result<Vec<Answer>, FallBack> {
-        let mut session = session.map_err(|_| FallBack("no transaction"))?;
+        let (mut session, presumed) = match session {
+            Session::Locked(session) => (
+                session.map_err(|_| FallBack::OneByOne("no transaction"))?,
+                false,
+            ),
+            Session::Presumed(session) => (session, true),
+        };
         let (mut verdicts, books) = self.decide_group(&mut *session, group).await?;
-        let books = append_accepted(&mut *session, &mut verdicts, books).await?;
-        if let Err(error) = session.commit().await {
-            // The commit may or may not have happened: every caller hears
-            // so, and retries with its ids.
-            tracing::warn!(%error, "the commit of a group failed");
-            return Ok(verdicts
-                .iter()
-                .map(|_| Err(LedgerError::Store(copy_of(&error))))
-                .collect());
+        // A presumed group's answers stand on the states it presumed, which
+        // only its write confirms: with nothing to write, every one of them
+        // (a refusal, say) may be of a state since moved on.
+        let writes = verdicts.iter().any(
+            |verdict| matches!(verdict, Verdict::Accepted(decided) if !decided.pending.is_empty()),
+        );
+        if presumed && !writes {
+            return Err(FallBack::Relock(
+                "nothing to write confirms the states presumed",
+            ));
         }
+        let appended = append_accepted(&mut *session, &mut verdicts, books).await;
+        let commit = match appended {
+            Ok(books) => session.commit().await.map(|()| books),
+            Err(Failed::FallBack(fall_back)) => return Err(fall_back),
+            // A presumed append's write is its commit; a refused input is
+            // refused before anything is sent.
+            Err(Failed::Store(error))
+                if presumed && !matches!(error, StoreError::InvalidInput(_)) =>
+            {
+                Err(error)
+            }
+            Err(Failed::Store(_)) => return Err(FallBack::OneByOne("the append failed")),
+        };
+        let books = match commit {
+            Ok(books) => books,
+            Err(error) => {
+                // The commit may or may not have happened: every caller hears
+                // so, and retries with its ids.
+                tracing::warn!(%error, "the commit of a group failed");
+                return Ok(verdicts
+                    .iter()
+                    .map(|_| Err(LedgerError::Store(copy_of(&error))))
+                    .collect());
+            }
+        };
         self.keep_states(books);
         Ok(verdicts
             .into_iter()
@@ -290,7 +369,10 @@ impl Ledger {
         let (held, versions) = session
             .lock_and_look_up(&ids, &streams)
             .await
-            .map_err(|_| FallBack("caller ids and manuals not looked up"))?;
+            .map_err(|error| match error {
+                StoreError::Stale(_) => FallBack::Relock("a manual not appended to here"),
+                _ => FallBack::OneByOne("caller ids and manuals not looked up"),
+            })?;
         let held: HashMap<String, StoredEvent> = held
             .into_iter()
             .filter_map(|stored| Some((stored.caller_id.clone()?, stored)))
@@ -298,7 +380,7 @@ impl Ledger {
         let states = self
             .states_at(&manuals, &versions)
             .await
-            .map_err(|_| FallBack("a manual not loaded"))?;
+            .map_err(|_| FallBack::OneByOne("a manual not loaded"))?;
         let mut books: HashMap<ManualNo, Book> = manuals
             .into_iter()
             .cloned()
@@ -319,7 +401,7 @@ impl Ledger {
                 Err(error @ (LedgerError::Refused { .. } | LedgerError::IdConflict { .. })) => {
                     verdicts.push(Verdict::Refused(error))
                 }
-                Err(_) => return Err(FallBack("a batch failed other than by a refusal")),
+                Err(_) => return Err(FallBack::OneByOne("a batch failed other than by a refusal")),
             }
         }
         Ok((verdicts, books))
@@ -410,6 +492,14 @@ fn book_of<'a>(
     })
 }
 
+/// How handing a group's events to the store failed.
+enum Failed {
+    FallBack(FallBack),
+    /// An error of the store's own, which after a presumed append's write
+    /// may come after its commit.
+    Store(StoreError),
+}
+
 /// Hands the events of the accepted batches to the store in one
 /// `append_runs`, in the order the batches came; fills in each batch's
 /// outcome and returns the group's `books` as the append leaves them.
@@ -417,7 +507,7 @@ async fn append_accepted(
     session: &mut dyn AppendSession,
     verdicts: &mut [Verdict],
     mut books: HashMap<ManualNo, Book>,
-) -> Result<HashMap<ManualNo, Book>, FallBack> {
+) -> Result<HashMap<ManualNo, Book>, Failed> {
     let mut runs: Vec<StreamAppend> = Vec::new();
     // Per run: the manual, and (batch, line) of each of its events.
     let mut run_lines: Vec<(ManualNo, Vec<(usize, usize)>)> = Vec::new();
@@ -459,9 +549,12 @@ async fn append_accepted(
             .await
             .map_err(|error| match error {
                 StoreError::Conflict { .. } | StoreError::IdConflict { .. } => {
-                    FallBack("another writer appended first")
+                    Failed::FallBack(FallBack::OneByOne("another writer appended first"))
                 }
-                _ => FallBack("the append failed"),
+                StoreError::Stale(_) => Failed::FallBack(FallBack::Relock(
+                    "another writer appended first, or an id was held",
+                )),
+                other => Failed::Store(other),
             })?;
     // Ids were looked up before deciding; fewer appended means another
     // process committed some of them since.
@@ -470,7 +563,9 @@ async fn append_accepted(
         .zip(&appended)
         .all(|((_, lines), events)| lines.len() == events.len());
     if !complete {
-        return Err(FallBack("another writer took some of these ids"));
+        return Err(Failed::FallBack(FallBack::OneByOne(
+            "another writer took some of these ids",
+        )));
     }
     for ((manual, lines), events) in run_lines.into_iter().zip(appended) {
         let book = books
@@ -652,6 +747,41 @@ mod tests {
         answers
     }
 
+    /// Appends `batches` as one group to `ledger` and one by one to
+    /// `one_by_one` (both set up alike) and checks the answers and the logs
+    /// are the same, and the cache is what a replay gives.
+    async fn answered_as_alone(ledger: &Ledger, one_by_one: &Ledger, batches: Vec<String>) {
+        let answers = grouped(ledger, batches.clone()).await;
+        let mut expected = Vec::new();
+        for batch in &batches {
+            expected.push(alone(one_by_one, batch).await);
+        }
+        let answers: Vec<String> = answers.iter().map(shown).collect();
+        let expected: Vec<String> = expected.iter().map(shown).collect();
+        assert_eq!(answers, expected);
+        assert!(answers[2].contains("refused"), "{}", answers[2]);
+        assert!(answers[4].contains("other content"), "{}", answers[4]);
+        assert_eq!(log(ledger).await, log(one_by_one).await);
+
+        // The first eight batches were one transaction: one recording time.
+        let events = ledger.store().read_all(3, 5).await.expect("the log");
+        assert_eq!(events.len(), 5);
+        let first = events[0].recorded_at;
+        assert!(events.iter().all(|event| event.recorded_at == first));
+
+        // What the cache keeps is what a replay gives, refusals left out.
+        for manual in [FIRST, SECOND] {
+            let manual_no = ManualNo::try_from(manual.to_owned()).expect("a manual");
+            let cached = ledger.states.get(&manual_no).expect("a cached state");
+            let replayed = ledger
+                .replay(manual, AsOf::Latest)
+                .await
+                .expect("a replay")
+                .expect("a manual");
+            assert_eq!(*cached, replayed);
+        }
+    }
+
     fn a_group_answers_each_batch_as_alone(backend: Backend) {
         let (Some(group_ledger), Some(alone_ledger)) =
             (TestLedger::new(backend), TestLedger::new(backend))
@@ -663,36 +793,88 @@ mod tests {
             let one_by_one = Ledger::open(&alone_ledger.url).await.expect("a ledger");
             set_up(&ledger).await;
             set_up(&one_by_one).await;
-            let answers = grouped(&ledger, batches()).await;
-            let mut expected = Vec::new();
-            for batch in batches() {
-                expected.push(alone(&one_by_one, &batch).await);
-            }
-            let answers: Vec<String> = answers.iter().map(shown).collect();
-            let expected: Vec<String> = expected.iter().map(shown).collect();
-            assert_eq!(answers, expected);
-            assert!(answers[2].contains("refused"), "{}", answers[2]);
-            assert!(answers[4].contains("other content"), "{}", answers[4]);
-            assert_eq!(log(&ledger).await, log(&one_by_one).await);
+            answered_as_alone(&ledger, &one_by_one, batches()).await;
+        });
+    }
 
-            // The first eight batches were one transaction: one recording time.
-            let events = ledger.store().read_all(3, 5).await.expect("the log");
-            assert_eq!(events.len(), 5);
-            let first = events[0].recorded_at;
-            assert!(events.iter().all(|event| event.recorded_at == first));
-
-            // What the cache keeps is what a replay gives, refusals left out.
-            for manual in [FIRST, SECOND] {
-                let manual_no = ManualNo::try_from(manual.to_owned()).expect("a manual");
-                let cached = ledger.states.get(&manual_no).expect("a cached state");
-                let replayed = ledger
-                    .replay(manual, AsOf::Latest)
-                    .await
-                    .expect("a replay")
-                    .expect("a manual");
-                assert_eq!(*cached, replayed);
+    /// Once this process has appended, a group reversing nothing is planned
+    /// on what it last knew (PostgreSQL: written with no read first; a held
+    /// id repeated makes it be appended again under the lock) and answered
+    /// as alone.
+    fn a_group_planned_on_the_last_commit_answers_each_batch_as_alone(backend: Backend) {
+        let (Some(group_ledger), Some(alone_ledger)) =
+            (TestLedger::new(backend), TestLedger::new(backend))
+        else {
+            return;
+        };
+        runtime().block_on(async {
+            let ledger = Ledger::open(&group_ledger.url).await.expect("a ledger");
+            let one_by_one = Ledger::open(&alone_ledger.url).await.expect("a ledger");
+            set_up(&ledger).await;
+            set_up(&one_by_one).await;
+            let reversing_nothing: Vec<String> = batches()
+                .into_iter()
+                .filter(|batch| !batch.contains("\"reversed\""))
+                .collect();
+            answered_as_alone(&ledger, &one_by_one, reversing_nothing).await;
+            if backend == Backend::Postgres {
+                the_write_waits_for_the_lock_unread(&ledger, &group_ledger.url).await;
             }
         });
+    }
+
+    /// With another connection holding the append lock, what waits for it
+    /// is the write of the next append itself: nothing was read first.
+    async fn the_write_waits_for_the_lock_unread(ledger: &Ledger, url: &str) {
+        use sqlx::{Connection as _, Executor as _};
+        let mut blocker = sqlx::PgConnection::connect(url)
+            .await
+            .expect("a connection");
+        blocker
+            .execute(sqlx::raw_sql(
+                "BEGIN; SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE",
+            ))
+            .await
+            .expect("the lock taken");
+        let blocker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut blocker)
+            .await
+            .expect("its pid");
+        let appending = {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let batch = text(&[import(Some("p1"), FIRST, 1, "1")]);
+                ledger
+                    .import_text("request", &batch, Mode::Strict, Some("test"))
+                    .await
+            })
+        };
+        let waiting = loop {
+            let query: Option<String> = sqlx::query_scalar(
+                "SELECT query FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(blocker_pid)
+            .fetch_optional(&mut blocker)
+            .await
+            .expect("what waits");
+            if let Some(query) = query {
+                break query;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(waiting.starts_with("WITH planned"), "{waiting}");
+        blocker
+            .execute(sqlx::raw_sql("COMMIT"))
+            .await
+            .expect("the lock released");
+        let outcome = appending.await.expect("the append task").expect("appended");
+        assert_eq!(outcome.appended_count, 1);
+        assert!(ledger
+            .store()
+            .verify_chain(None)
+            .await
+            .expect("verify")
+            .is_empty());
     }
 
     fn a_state_cached_here_is_checked_against_another_process(backend: Backend) {
@@ -796,6 +978,7 @@ mod tests {
 
     on_both_backends!(
         a_group_answers_each_batch_as_alone,
+        a_group_planned_on_the_last_commit_answers_each_batch_as_alone,
         a_state_cached_here_is_checked_against_another_process,
         a_refused_batch_leaves_the_cache_as_committed,
     );
