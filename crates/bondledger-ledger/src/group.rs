@@ -849,17 +849,28 @@ mod tests {
                     .await
             })
         };
+        // Watched from a connection of its own: within the blocker's
+        // transaction pg_stat_activity would keep showing what it showed first.
+        let mut watcher = sqlx::PgConnection::connect(url)
+            .await
+            .expect("a connection");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let waiting = loop {
             let query: Option<String> = sqlx::query_scalar(
                 "SELECT query FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
             )
             .bind(blocker_pid)
-            .fetch_optional(&mut blocker)
+            .fetch_optional(&mut watcher)
             .await
             .expect("what waits");
             if let Some(query) = query {
                 break query;
             }
+            if appending.is_finished() {
+                let outcome = appending.await.expect("the append task");
+                panic!("the append did not wait for the lock: {outcome:?}");
+            }
+            assert!(std::time::Instant::now() < deadline, "the append waits");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         };
         assert!(waiting.starts_with("WITH planned"), "{waiting}");

@@ -1588,10 +1588,13 @@ pub async fn a_presumed_write_cut_off_is_found_not_written(ledger: TestLedger) {
                 .await
         })
     };
+    // Watched from a connection of its own: within the blocker's transaction
+    // pg_stat_activity would keep showing what it showed first.
+    let mut watcher = ledger.postgres_connection().await;
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     let waiting: i32 = loop {
         let found = pid_of(
-            &mut blocker,
+            &mut watcher,
             "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
             Some(blocker_pid),
         )
@@ -1607,7 +1610,7 @@ pub async fn a_presumed_write_cut_off_is_found_not_written(ledger: TestLedger) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let ended = pid_of(
-        &mut blocker,
+        &mut watcher,
         "SELECT pid FROM pg_stat_activity WHERE pg_terminate_backend($1, 5000) AND pid = $1 \
          UNION ALL SELECT $1",
         Some(waiting),
