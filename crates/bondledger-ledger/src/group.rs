@@ -783,18 +783,7 @@ mod tests {
     }
 
     fn a_group_answers_each_batch_as_alone(backend: Backend) {
-        let (Some(group_ledger), Some(alone_ledger)) =
-            (TestLedger::new(backend), TestLedger::new(backend))
-        else {
-            return;
-        };
-        runtime().block_on(async {
-            let ledger = Ledger::open(&group_ledger.url).await.expect("a ledger");
-            let one_by_one = Ledger::open(&alone_ledger.url).await.expect("a ledger");
-            set_up(&ledger).await;
-            set_up(&one_by_one).await;
-            answered_as_alone(&ledger, &one_by_one, batches()).await;
-        });
+        group_answers_as_alone(backend, batches());
     }
 
     /// Once this process has appended, a group reversing nothing is planned
@@ -802,6 +791,16 @@ mod tests {
     /// id repeated makes it be appended again under the lock) and answered
     /// as alone.
     fn a_group_planned_on_the_last_commit_answers_each_batch_as_alone(backend: Backend) {
+        let reversing_nothing: Vec<String> = batches()
+            .into_iter()
+            .filter(|batch| !batch.contains("\"reversed\""))
+            .collect();
+        group_answers_as_alone(backend, reversing_nothing);
+    }
+
+    /// [`answered_as_alone`] on two fresh ledgers set up alike; on
+    /// PostgreSQL, a group reversing nothing after it is written unread.
+    fn group_answers_as_alone(backend: Backend, batches: Vec<String>) {
         let (Some(group_ledger), Some(alone_ledger)) =
             (TestLedger::new(backend), TestLedger::new(backend))
         else {
@@ -812,11 +811,7 @@ mod tests {
             let one_by_one = Ledger::open(&alone_ledger.url).await.expect("a ledger");
             set_up(&ledger).await;
             set_up(&one_by_one).await;
-            let reversing_nothing: Vec<String> = batches()
-                .into_iter()
-                .filter(|batch| !batch.contains("\"reversed\""))
-                .collect();
-            answered_as_alone(&ledger, &one_by_one, reversing_nothing).await;
+            answered_as_alone(&ledger, &one_by_one, batches).await;
             if backend == Backend::Postgres {
                 the_write_waits_for_the_lock_unread(&ledger, &group_ledger.url).await;
             }
