@@ -280,18 +280,17 @@ impl LastKnown {
     /// Takes in what a transaction kept under the lock, as its writes left
     /// it, once it has committed.
     pub(crate) fn committed(&mut self, kept: KeptReads) {
-        let known_at = self.known.as_ref().map(|known| known.ledger_head.position);
-        match (&mut self.known, known_at) {
+        match &mut self.known {
             // Nobody appended between the two: both hold.
-            (Some(known), Some(at))
-                if at == kept.read_at
+            Some(known)
+                if known.ledger_head.position == kept.read_at
                     && known.heads.len() + kept.heads.len() <= REMEMBERED_STREAMS =>
             {
                 known.ledger_head = kept.ledger_head;
                 known.heads.extend(kept.heads);
             }
             // A later commit of this process was told first.
-            (_, Some(at)) if at > kept.read_at => {}
+            Some(known) if known.ledger_head.position > kept.read_at => {}
             _ => {
                 self.known = Some(Known {
                     ledger_head: kept.ledger_head,

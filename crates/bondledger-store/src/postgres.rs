@@ -125,10 +125,7 @@ impl Partitions {
     }
 
     fn quiet_until(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        // The value is a plain Option: one a panicking holder left behind is still sound.
-        self.quiet_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.quiet_until)
     }
 
     /// Makes partitions up to `upto` (with `connection`'s transaction, if it is in one).
@@ -146,13 +143,17 @@ impl Partitions {
         Ok(())
     }
 
-    /// Makes the partition after the head's, in a short transaction of its own, so
+    /// Makes the partition after the head's when it is still to be made (see
+    /// [`Partitions::short_of_spare`]), in a short transaction of its own, so
     /// that appends find their partitions made and no append transaction holds the
     /// exclusive locks that making one takes. The function takes the append lock
     /// first (an append holds the partitioned tables, which a new partition locks);
     /// here it is taken without waiting: when an append holds it, or the tables stay
     /// busy, this gives up, and the append that needs the partition makes it.
-    async fn make_spare(&self, pool: &PgPool) {
+    async fn make_spare_when_short(&self, pool: &PgPool) {
+        if !self.short_of_spare() {
+            return;
+        }
         let upto = self.head.load(Ordering::Relaxed) + self.width;
         let outcome: Result<bool, StoreError> = async {
             let mut transaction = pool.begin_with(BEGIN_APPEND).await?;
@@ -258,7 +259,8 @@ fn pool_options(acquire_timeout: Duration) -> PgPoolOptions {
         .test_before_acquire(true)
 }
 
-/// What a mutex guards here is changed in one call that cannot panic halfway.
+/// What a mutex guards here is changed in one call that cannot panic halfway, so
+/// what a panicking holder left behind is still sound.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -282,9 +284,7 @@ impl EventStore for PostgresStore {
                 "a read replica takes no appends; append to the primary".into(),
             ));
         };
-        if partitions.short_of_spare() {
-            partitions.make_spare(&self.pool).await;
-        }
+        partitions.make_spare_when_short(&self.pool).await;
         let transaction = self.pool.begin_with(BEGIN_APPEND).await?;
         Ok(Box::new(PostgresSession {
             transaction,
@@ -302,9 +302,7 @@ impl EventStore for PostgresStore {
         if !lock(&self.last_known).knows_head() {
             return None;
         }
-        if partitions.short_of_spare() {
-            partitions.make_spare(&self.pool).await;
-        }
+        partitions.make_spare_when_short(&self.pool).await;
         Some(Box::new(presumed::PresumedSession::new(
             &self.pool,
             &self.appender,
