@@ -237,20 +237,17 @@ impl Ledger {
     #[tracing::instrument(name = "bondledger.ledger.append_group", skip_all, fields(batches = group.len()))]
     async fn append_group(&self, session: Session, mut group: Vec<Request>) -> Vec<Request> {
         debug_assert!(!group.is_empty(), "a group holds at least one batch");
-        let answers = match self.try_group(session, &group).await {
-            Ok(answers) => answers,
+        let tried = match self.try_group(session, &group).await {
             Err(FallBack::Relock(reason)) => {
                 tracing::debug!(reason, "appending a group again under the lock");
                 let session = Session::Locked(self.store.begin().await);
-                match self.try_group(session, &group).await {
-                    Ok(answers) => answers,
-                    Err(FallBack::Relock(reason) | FallBack::OneByOne(reason)) => {
-                        tracing::info!(reason, "appending the batches of a group one by one");
-                        self.one_by_one(&group).await
-                    }
-                }
+                self.try_group(session, &group).await
             }
-            Err(FallBack::OneByOne(reason)) => {
+            tried => tried,
+        };
+        let answers = match tried {
+            Ok(answers) => answers,
+            Err(FallBack::Relock(reason) | FallBack::OneByOne(reason)) => {
                 tracing::info!(reason, "appending the batches of a group one by one");
                 self.one_by_one(&group).await
             }
