@@ -3,12 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
 use bondledger_store::EventStore;
 
 /// Caller ids asked for at a time.
 const IDS_PER_LOOKUP: usize = 1_000;
+
+/// How long a write still under way at a kill may take to land.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// A generated movement file: its lines, each with its caller id.
 pub struct MovementFile {
@@ -67,17 +71,30 @@ impl Ledger {
 
     /// How many of the file's movements the ledger holds; checks that nothing else was
     /// appended since the ledger was at `before`.
+    ///
+    /// A killed client's last statement may still be running on a PostgreSQL server,
+    /// and commits there after the kill. So the count is only taken when the head stood
+    /// still across it: the look-ups then saw one state of the ledger.
     pub async fn held(&self, file: &MovementFile, before: i64) -> anyhow::Result<i64> {
-        let mut held = 0i64;
-        for chunk in file.ids.chunks(IDS_PER_LOOKUP) {
-            held += self.store.find_by_caller_ids(chunk).await?.len() as i64;
+        let deadline = Instant::now() + SETTLE_WITHIN;
+        loop {
+            let head = self.head().await?;
+            let mut held = 0i64;
+            for chunk in file.ids.chunks(IDS_PER_LOOKUP) {
+                held += self.store.find_by_caller_ids(chunk).await?.len() as i64;
+            }
+            if self.head().await? != head && Instant::now() < deadline {
+                eprintln!("the ledger moved while it was counted: a write landed after the kill");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let appended = head - before;
+            ensure!(
+                appended == held,
+                "{appended} events were appended, {held} of them the file's movements"
+            );
+            return Ok(held);
         }
-        let appended = self.head().await? - before;
-        ensure!(
-            appended == held,
-            "{appended} events were appended, {held} of them the file's movements"
-        );
-        Ok(held)
     }
 
     /// Every movement of the file is held, once.
