@@ -12,8 +12,8 @@ use bondledger_domain::{
     ReversalTarget, SCHEMA_VERSION,
 };
 use bondledger_store::{
-    AppendSession, Appended, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent,
-    StreamAppend,
+    AppendSession, Appended, EventMetadata, ExpectedVersion, NewEvent, PreparedRuns, StoreError,
+    StoredEvent, StreamAppend,
 };
 use serde_json::Value;
 use tracing::Instrument;
@@ -246,36 +246,45 @@ impl Ledger {
         };
         // Each chunk is decided while the one before it is written, in a
         // task of its own: the append's planning and the store's work go on
-        // beside the deciding.
-        let mut written = Decided::default();
-        loop {
-            let chunk = next_chunk(movements)?;
-            if chunk.is_empty() {
-                break;
-            }
+        // beside the deciding. Once decided, a chunk is made ready for the
+        // store (its payloads put in canonical text) while that append still
+        // runs, so that its own append has only the ledger's part left.
+        let mut chunk = next_chunk(movements)?;
+        let mut ready = decider.ready(Vec::new());
+        // What `ready` holds: the ids its movements took.
+        let mut taken = HashMap::new();
+        let mut waiting = HashMap::new();
+        while !chunk.is_empty() {
             let lookups = decider
-                .look_up(self, &mut *session, &chunk, &written)
+                .look_up(self, &mut *session, &chunk, std::mem::take(&mut waiting))
                 .await?;
-            let (runs, run_lines) = decider.runs(std::mem::take(&mut written.pending));
+            let Ready { runs, lines } = ready;
             let append = tokio::spawn(
                 async move {
-                    let appended = append_runs(&mut *session, runs).await;
+                    let appended = append_prepared(&mut *session, runs).await;
                     (session, appended)
                 }
                 .instrument(tracing::Span::current()),
             );
-            let decided = decider.decide_chunk(chunk, &lookups, &written.taken).await;
+            let decided = decider.decide_chunk(chunk, &lookups, &taken).await;
+            let next = match (decided, next_chunk(movements)) {
+                (Ok(decided), Ok(next)) => {
+                    waiting = waiting_for(&next, &decided.pending);
+                    Ok((next, decided.taken, decider.ready(decided.pending)))
+                }
+                (Err(error), _) | (_, Err(error)) => Err(error),
+            };
             let appended;
             (session, appended) = append.await.unwrap_or_else(|error| {
                 // The task is never cancelled: it is awaited right here.
                 std::panic::resume_unwind(error.into_panic())
             });
-            decider.record(run_lines, appended?)?;
-            written = decided?;
+            decider.record(lines, appended?)?;
+            (chunk, taken, ready) = next?;
         }
-        let (runs, run_lines) = decider.runs(written.pending);
-        let appended = append_runs(&mut *session, runs).await?;
-        decider.record(run_lines, appended)?;
+        let Ready { runs, lines } = ready;
+        let appended = append_prepared(&mut *session, runs).await?;
+        decider.record(lines, appended)?;
         session.commit().await?;
         self.keep_states(decider.books);
         Ok(decider.outcome)
@@ -395,6 +404,13 @@ struct Decided {
     taken: HashMap<String, Envelope>,
 }
 
+/// Decided movements made ready for the store: their runs, and the lines of
+/// each run.
+struct Ready {
+    runs: Result<PreparedRuns, StoreError>,
+    lines: Vec<(ManualNo, Vec<usize>)>,
+}
+
 /// What deciding a chunk looks up in the store, read before it starts.
 struct Lookups {
     /// The events the store holds under the ids the chunk names.
@@ -426,14 +442,32 @@ fn next_chunk(
     Ok(chunk)
 }
 
-async fn append_runs(
+async fn append_prepared(
     session: &mut dyn AppendSession,
-    runs: Vec<StreamAppend>,
+    runs: Result<PreparedRuns, StoreError>,
 ) -> Result<Vec<Vec<Appended>>, LedgerError> {
+    let runs = runs?;
     if runs.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(session.append_runs(runs).await?)
+    Ok(session.append_prepared(runs).await?)
+}
+
+/// The events of `pending` (decided, not yet in the store) that `chunk` reverses.
+fn waiting_for(
+    chunk: &[Located],
+    pending: &[(usize, ManualNo, NewEvent)],
+) -> HashMap<String, (usize, ManualNo, NewEvent)> {
+    let mut waiting = HashMap::new();
+    for id in chunk
+        .iter()
+        .filter_map(|located| reversed_id(&located.envelope))
+    {
+        if let Some(found) = pending_with_id(pending, id) {
+            waiting.insert(id.clone(), found.clone());
+        }
+    }
+    waiting
 }
 
 /// Movements decided between two looks at whether the append of the chunk
@@ -477,14 +511,14 @@ pub(crate) fn pending_with_id<'a>(
 impl Decider {
     /// Reads what deciding `chunk` needs from the store: the events its ids
     /// and reversals name, and the state of each manual the batch meets for
-    /// the first time. `written` is being written meanwhile: its events are
-    /// not in the store yet, and what the chunk reverses of them is kept.
+    /// the first time. `waiting` is what the chunk reverses of the movements
+    /// being written meanwhile, which are not in the store yet.
     async fn look_up(
         &mut self,
         ledger: &Ledger,
         session: &mut dyn AppendSession,
         chunk: &[Located],
-        written: &Decided,
+        waiting: HashMap<String, (usize, ManualNo, NewEvent)>,
     ) -> Result<Lookups, LedgerError> {
         let reversed: Vec<&String> = chunk
             .iter()
@@ -512,12 +546,6 @@ impl Decider {
             .into_iter()
             .filter_map(|stored| Some((stored.caller_id.clone()?, stored)))
             .collect();
-        let mut waiting = HashMap::new();
-        for id in reversed {
-            if let Some(found) = pending_with_id(&written.pending, id) {
-                waiting.insert(id.clone(), found.clone());
-            }
-        }
         let states = ledger.states_at(&manuals, &versions).await?;
         for (manual, state) in manuals.into_iter().zip(states) {
             self.books.insert(manual.clone(), Book::loaded(state));
@@ -606,29 +634,35 @@ impl Decider {
             .unwrap_or_else(|| unreachable!("every manual of a chunk is looked up"))
     }
 
-    /// The runs `pending` makes, in the order it came, so ledger positions
-    /// follow the batch: one run per stretch of movements of the same manual;
-    /// with the lines of each run.
-    fn runs(
-        &self,
-        pending: Vec<(usize, ManualNo, NewEvent)>,
-    ) -> (Vec<StreamAppend>, Vec<(ManualNo, Vec<usize>)>) {
+    /// `pending` (decided, in order) as runs for the store, one per stretch of
+    /// the same manual, made ready; and the lines of each run. The movements
+    /// of the chunk before may still be being written: a manual's first run
+    /// expects its stream past them too.
+    fn ready(&self, pending: Vec<(usize, ManualNo, NewEvent)>) -> Ready {
+        let mut in_this: HashMap<&ManualNo, usize> = HashMap::new();
+        for (_, manual, _) in &pending {
+            *in_this.entry(manual).or_default() += 1;
+        }
+        // Where each manual's next run starts: after what the store holds,
+        // what is being written, and the earlier runs of these.
+        let mut expected: HashMap<ManualNo, i64> = in_this
+            .into_iter()
+            .map(|(manual, count)| {
+                let book = self.book(manual);
+                let before = book.pending - count;
+                (manual.clone(), book.flushed + before as i64)
+            })
+            .collect();
         let mut runs: Vec<StreamAppend> = Vec::new();
-        let mut run_lines: Vec<(ManualNo, Vec<usize>)> = Vec::new();
-        // Where each manual's next run starts: after the earlier runs of these.
-        let mut expected: HashMap<ManualNo, i64> = HashMap::new();
+        let mut lines: Vec<(ManualNo, Vec<usize>)> = Vec::new();
         for (line, manual, event) in pending {
-            let version = match expected.get_mut(&manual) {
-                Some(version) => version,
-                None => {
-                    let flushed = self.book(&manual).flushed;
-                    expected.entry(manual.clone()).or_insert(flushed)
-                }
-            };
-            match (runs.last_mut(), run_lines.last_mut()) {
-                (Some(run), Some((_, lines))) if run.stream == manual.as_str() => {
+            let version = expected
+                .get_mut(&manual)
+                .unwrap_or_else(|| unreachable!("every manual of `pending` was counted"));
+            match (runs.last_mut(), lines.last_mut()) {
+                (Some(run), Some((_, run_lines))) if run.stream == manual.as_str() => {
                     run.events.push(event);
-                    lines.push(line);
+                    run_lines.push(line);
                 }
                 _ => {
                     runs.push(StreamAppend {
@@ -636,12 +670,15 @@ impl Decider {
                         expected: ExpectedVersion::Exactly(*version),
                         events: vec![event],
                     });
-                    run_lines.push((manual, vec![line]));
+                    lines.push((manual, vec![line]));
                 }
             }
             *version += 1;
         }
-        (runs, run_lines)
+        Ready {
+            runs: PreparedRuns::new(runs),
+            lines,
+        }
     }
 
     /// Takes in what the store appended of `runs`.

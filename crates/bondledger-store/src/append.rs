@@ -402,39 +402,75 @@ where
         expected,
         events,
     };
-    let mut appended = append_runs_in(transaction, vec![run]).await?;
+    let runs = PreparedRuns::new(vec![run])?;
+    let mut appended = append_prepared_in(transaction, runs).await?;
     Ok(appended.pop().unwrap_or_default())
+}
+
+/// Appends made ready ahead of the session that writes them: checked, and each
+/// event's payload and metadata put in canonical text. Making them reads nothing,
+/// so it can go on beside another append of the same session (a file import
+/// prepares its next chunk while the chunk before is written); what is left for
+/// [`crate::AppendSession::append_prepared`] is what needs the ledger: the look-up,
+/// the hashes and the write.
+#[derive(Debug)]
+pub struct PreparedRuns {
+    runs: Vec<(String, ExpectedVersion, Vec<PreparedEvent>)>,
+    event_count: usize,
+}
+
+impl PreparedRuns {
+    /// `runs` made ready, or why the store refuses them (nothing is written then).
+    pub fn new(runs: Vec<StreamAppend>) -> Result<PreparedRuns, StoreError> {
+        let mut event_count = 0_usize;
+        for run in &runs {
+            validate_append(&run.stream, run.expected, &run.events)?;
+            event_count += run.events.len();
+        }
+        if event_count > MAX_EVENTS_PER_APPEND {
+            return Err(StoreError::InvalidInput(format!(
+                "one append holds at most {MAX_EVENTS_PER_APPEND} events, not {event_count}"
+            )));
+        }
+        let mut prepared = Vec::with_capacity(runs.len());
+        let mut last_metadata = None;
+        for run in runs {
+            let events = prepare_events(run.events, &mut last_metadata)?;
+            prepared.push((run.stream, run.expected, events));
+        }
+        Ok(PreparedRuns {
+            runs: prepared,
+            event_count,
+        })
+    }
+
+    /// How many runs there are.
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
 }
 
 /// Appends `runs` in order inside `transaction`, as if each were appended in turn, with
 /// one look-up of caller ids and one write for all (see
 /// [`crate::AppendSession::append_runs`]). On an error nothing of them is written
 /// unless [`may_have_written`] says so.
-pub(crate) async fn append_runs_in<T>(
+pub(crate) async fn append_prepared_in<T>(
     transaction: &mut T,
-    runs: Vec<StreamAppend>,
+    runs: PreparedRuns,
 ) -> Result<Vec<Vec<Appended>>, StoreError>
 where
     T: WriteTransaction + ?Sized,
 {
-    let mut event_count = 0_usize;
-    for run in &runs {
-        validate_append(&run.stream, run.expected, &run.events)?;
-        event_count += run.events.len();
-    }
-    if event_count > MAX_EVENTS_PER_APPEND {
-        return Err(StoreError::InvalidInput(format!(
-            "one append holds at most {MAX_EVENTS_PER_APPEND} events, not {event_count}"
-        )));
-    }
+    let PreparedRuns {
+        runs: prepared,
+        event_count,
+    } = runs;
     if event_count == 0 {
-        return Ok(runs.iter().map(|_| Vec::new()).collect());
-    }
-    let mut prepared = Vec::with_capacity(runs.len());
-    let mut last_metadata = None;
-    for run in runs {
-        let events = prepare_events(run.events, &mut last_metadata)?;
-        prepared.push((run.stream, run.expected, events));
+        return Ok(prepared.iter().map(|_| Vec::new()).collect());
     }
     // The lock comes first so that everything read is what the append writes over.
     let caller_ids = distinct_caller_ids(prepared.iter().flat_map(|(_, _, events)| events));

@@ -28,7 +28,8 @@ mod verify;
 use std::sync::Arc;
 
 pub use append::{
-    StreamAppend, MAX_CALLER_ID_CHARS, MAX_EVENTS_PER_APPEND, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES,
+    PreparedRuns, StreamAppend, MAX_CALLER_ID_CHARS, MAX_EVENTS_PER_APPEND, MAX_NAME_CHARS,
+    MAX_PAYLOAD_BYTES,
 };
 pub use error::StoreError;
 pub use event::{

@@ -16,16 +16,16 @@ use sqlx::{Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, append_runs_in, lock_and_look_up_in, may_have_written, refused_commit, restore_in,
-    validate_stream_name, AppendPlan, AppendReads, KeptReads, LastKnown, LedgerHead, StreamHead,
-    StreamMove, WriteTransaction,
+    append_in, append_prepared_in, lock_and_look_up_in, may_have_written, refused_commit,
+    restore_in, validate_stream_name, AppendPlan, AppendReads, KeptReads, LastKnown, LedgerHead,
+    StreamHead, StreamMove, WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
 use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    ReplayEvent, StoreError, StoredEvent, StreamAppend,
+    PreparedRuns, ReplayEvent, StoreError, StoredEvent,
 };
 
 mod presumed;
@@ -483,11 +483,11 @@ impl AppendSession for PostgresSession {
     }
 
     #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
-    async fn append_runs(
+    async fn append_prepared(
         &mut self,
-        runs: Vec<StreamAppend>,
+        runs: PreparedRuns,
     ) -> Result<Vec<Vec<Appended>>, StoreError> {
-        let outcome = append_runs_in(&mut *self, runs).await;
+        let outcome = append_prepared_in(&mut *self, runs).await;
         if outcome.as_ref().is_err_and(may_have_written) {
             self.poisoned = true;
         }

@@ -15,8 +15,9 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, append_runs_in, lock_and_look_up_in, may_have_written, refused_commit, restore_in,
-    validate_stream_name, AppendPlan, KeptReads, LedgerHead, StreamHead, WriteTransaction,
+    append_in, append_prepared_in, lock_and_look_up_in, may_have_written, refused_commit,
+    restore_in, validate_stream_name, AppendPlan, KeptReads, LedgerHead, StreamHead,
+    WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
@@ -25,7 +26,7 @@ use crate::store::page_size;
 use crate::verify::ChainVerifier;
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    ReplayEvent, StoreError, StoredEvent, StreamAppend,
+    PreparedRuns, ReplayEvent, StoreError, StoredEvent,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -236,11 +237,11 @@ impl AppendSession for SqliteSession {
     }
 
     #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
-    async fn append_runs(
+    async fn append_prepared(
         &mut self,
-        runs: Vec<StreamAppend>,
+        runs: PreparedRuns,
     ) -> Result<Vec<Vec<Appended>>, StoreError> {
-        let outcome = append_runs_in(&mut *self, runs).await;
+        let outcome = append_prepared_in(&mut *self, runs).await;
         if outcome.as_ref().is_err_and(may_have_written) {
             self.poisoned = true;
         }

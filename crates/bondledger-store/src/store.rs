@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    Appended, Backend, ChainBreak, ExpectedVersion, NewEvent, ReplayEvent, StoreError, StoredEvent,
-    StreamAppend,
+    Appended, Backend, ChainBreak, ExpectedVersion, NewEvent, PreparedRuns, ReplayEvent,
+    StoreError, StoredEvent, StreamAppend,
 };
 
 /// A read returns at most this many events, whatever limit it is given: a page, never
@@ -142,6 +142,14 @@ pub trait AppendSession: Send {
     async fn append_runs(
         &mut self,
         runs: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Appended>>, StoreError> {
+        self.append_prepared(PreparedRuns::new(runs)?).await
+    }
+
+    /// As [`AppendSession::append_runs`], of runs made ready beforehand.
+    async fn append_prepared(
+        &mut self,
+        runs: PreparedRuns,
     ) -> Result<Vec<Vec<Appended>>, StoreError>;
 
     /// Sees what this transaction appended so far too.

@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 use super::{is_not_as_planned, lock, write_plan, Partitions, INSERT_ROWS_PER_STATEMENT};
 use crate::append::{
-    append_in, append_runs_in, lock_and_look_up_in, AppendPlan, AppendReads, KeptReads, LastKnown,
-    LedgerHead, StreamHead, WriteTransaction,
+    append_in, append_prepared_in, lock_and_look_up_in, AppendPlan, AppendReads, KeptReads,
+    LastKnown, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::event::EventRow;
 use crate::{
-    AppendSession, Appended, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend,
+    AppendSession, Appended, ExpectedVersion, NewEvent, PreparedRuns, StoreError, StoredEvent,
 };
 
 /// Past this long unused, the appender's connection is pinged before a write:
@@ -223,11 +223,11 @@ impl AppendSession for PresumedSession {
     }
 
     #[tracing::instrument(name = "bondledger.store.presumed.append_runs", skip_all, fields(runs = runs.len()))]
-    async fn append_runs(
+    async fn append_prepared(
         &mut self,
-        runs: Vec<StreamAppend>,
+        runs: PreparedRuns,
     ) -> Result<Vec<Vec<Appended>>, StoreError> {
-        append_runs_in(&mut *self, runs).await
+        append_prepared_in(&mut *self, runs).await
     }
 
     async fn find_by_caller_ids(
