@@ -106,17 +106,30 @@ async fn sqlite_copy_time(ledger: &Path, copied: &Copied) -> anyhow::Result<Dura
 }
 
 /// Into tables made `LIKE` the ledger's (columns, constraints and indexes;
-/// not partitioned, no triggers), dropped afterwards.
+/// not partitioned, no triggers), dropped afterwards. A partitioned table's
+/// model is the partition the rows are in: its indexes are the ones an insert
+/// pays for, some of which (unique ones without the partition key, such as
+/// events' stream and version) only a partition has.
 async fn postgres_copy_time(url: &str, copied: &Copied) -> anyhow::Result<Duration> {
     let mut connection = PgConnection::connect(url).await?;
     let scratch = |table: &str| format!("bench_floor_{table}");
     for table in copied.tables {
         let target = scratch(table);
+        let model: Option<(String,)> = sqlx::query_as(&format!(
+            "SELECT tableoid::regclass::text FROM {table} \
+             WHERE position > $1 AND position <= $2 LIMIT 1"
+        ))
+        .bind(copied.after)
+        .bind(copied.through)
+        .fetch_optional(&mut connection)
+        .await
+        .with_context(|| format!("finding the partition of {table} the rows are in"))?;
+        let model = model.map_or_else(|| (*table).to_owned(), |(name,)| name);
         connection
             .execute(
                 format!(
                     "DROP TABLE IF EXISTS {target}; \
-                     CREATE TABLE {target} (LIKE {table} INCLUDING ALL)"
+                     CREATE TABLE {target} (LIKE {model} INCLUDING ALL)"
                 )
                 .as_str(),
             )
