@@ -232,6 +232,79 @@ fn snapshots_keep_the_sales_a_verify_checks(ledger: TestLedger) {
     );
 }
 
+/// A snapshot keeps the state's carry-over records apart too, each written
+/// once: verifications (which match each carry-over with its other side) and
+/// balances resumed from a snapshot at every version answer as replays from
+/// the start do, also after a carry-over is reversed, and the read models
+/// built on snapshots pass the audit.
+fn snapshots_keep_the_carryovers_apart(ledger: TestLedger) {
+    let sample = samples_dir().join("plastic-bags.jsonl");
+    let text = std::fs::read_to_string(sample).expect("sample");
+    let reversal = r#"{"id":"pb-015-rev","type":"reversed","manual":"C22012600001","date":"2026-03-20","event":"pb-015","reason":"录入错误"}"#;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        lines.push(line.to_owned());
+        if line.contains("\"id\":\"pb-015\"") {
+            lines.push(reversal.to_owned());
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("pb-015-rev")));
+    let file = ledger.file_text("carryovers.jsonl", &(lines.join("\n") + "\n"));
+    ledger.expect(&["import", file.to_str().expect("utf-8 path")], 0);
+    let manuals = ["C22012600001", "C22012600007"];
+    let answers = |ledger: &TestLedger| -> Vec<(Value, Value)> {
+        let mut answers = Vec::new();
+        for manual in manuals {
+            let last = ledger.count(&format!(
+                "SELECT version FROM streams WHERE stream = '{manual}'"
+            ));
+            for version in 1..=last {
+                let version = version.to_string();
+                answers.push((
+                    ledger.json(&["verify", manual, "--as-of-position", &version]),
+                    ledger.json(&["balance", manual, "--as-of-position", &version]),
+                ));
+            }
+        }
+        answers
+    };
+    let output = ledger.run_with_env(
+        &["rebuild", "snapshots"],
+        &[("BONDLEDGER_SNAPSHOT_EVERY", "1")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        ledger.count(
+            "SELECT COUNT(*) FROM snapshot_carryovers WHERE event = 'pb-015' AND removed_at IS NOT NULL"
+        ),
+        1,
+        "the carry-over's record, written once, gone with its reversal"
+    );
+    assert_eq!(
+        ledger.count(
+            "SELECT COUNT(*) FROM snapshot_carryovers WHERE event = 'pb-014' AND removed_at IS NULL"
+        ),
+        1,
+        "the other side's record, written once, standing"
+    );
+    assert_eq!(
+        ledger.count("SELECT COUNT(*) FROM snapshots WHERE state LIKE '%counterparty_manual\"%'"),
+        0,
+        "no carry-over is in a snapshot's state"
+    );
+    let out = ledger.expect(&["audit"], 0);
+    assert!(out.contains("intact"), "{out}");
+    let with_snapshots = answers(&ledger);
+    ledger
+        .execute_sql("DELETE FROM snapshots")
+        .expect("snapshots can be dropped");
+    assert_eq!(
+        answers(&ledger),
+        with_snapshots,
+        "answers without snapshots"
+    );
+}
+
 fn audit_finds_a_tampered_read_model_row(ledger: TestLedger) {
     import_sample(&ledger);
     let out = ledger.expect(&["audit"], 0);
@@ -277,7 +350,10 @@ fn projections_at_different_checkpoints_catch_up_in_one_pass(ledger: TestLedger)
     assert!(snapshot_rows > 0, "snapshots every second event");
     let clear: [(&str, &[&str]); 2] = [
         ("timeline", &["rm_timeline_keys", "rm_timeline"]),
-        ("snapshots", &["snapshot_sales", "snapshots"]),
+        (
+            "snapshots",
+            &["snapshot_sales", "snapshot_carryovers", "snapshots"],
+        ),
     ];
     for (projection, tables) in clear {
         let mut sql: Vec<String> = tables.iter().map(|t| format!("DELETE FROM {t}")).collect();
@@ -436,6 +512,7 @@ on_both_backends! {
     timeline_filters_return_exactly_their_events;
     as_of_each_version_equals_a_replay_of_the_prefix;
     snapshots_keep_the_sales_a_verify_checks;
+    snapshots_keep_the_carryovers_apart;
     audit_finds_a_tampered_read_model_row;
     a_rebuild_killed_half_way_resumes_without_applying_anything_twice;
     projections_at_different_checkpoints_catch_up_in_one_pass;

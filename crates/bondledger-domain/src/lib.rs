@@ -22,5 +22,5 @@ pub use event::{AttachedFinding, RecordedMovement, SCHEMA_VERSION};
 pub use movement::{parse_line, Envelope, Malformed, ManualNo, Movement, MovementKind};
 pub use replay::Replay;
 pub use rules::{Refusal, RuleId, Severity};
-pub use state::ManualState;
+pub use state::{ManualState, RecordsApart};
 pub use verify::{report_json, verify, Report, VerifyOptions};

@@ -507,6 +507,21 @@ pub struct CarryoverRecord {
     pub moved_on: NaiveDate,
 }
 
+/// The records a snapshot keeps apart from its state, each as its JSON, in
+/// order (see [`ManualState::to_snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordsApart {
+    pub sales: Vec<String>,
+    pub carryovers: Vec<String>,
+}
+
+fn read_records<T: serde::de::DeserializeOwned>(records: &[String]) -> serde_json::Result<Vec<T>> {
+    records
+        .iter()
+        .map(|record| serde_json::from_str(record))
+        .collect()
+}
+
 /// A domestic sale whose stated interest is to be checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaleRecord {
@@ -614,29 +629,37 @@ impl ManualState {
         }
     }
 
-    /// The state's JSON as a snapshot keeps it: without its per-sale
-    /// records, which are most of a long manual's state and are kept apart,
-    /// each once (see [`ManualState::from_snapshot`]). Takes `&mut` only to
-    /// lift them out while the rest is written; they are put back.
+    /// The state's JSON as a snapshot keeps it: without its per-sale and
+    /// carry-over records, which grow with the manual's events and are kept
+    /// apart, each once (see [`ManualState::from_snapshot`]). Takes `&mut`
+    /// only to lift them out while the rest is written; they are put back.
     pub fn to_snapshot(&mut self) -> serde_json::Result<String> {
         let sales = std::mem::take(&mut self.sales);
+        let carryovers = std::mem::take(&mut self.carryovers);
         let state = serde_json::to_string(self);
         self.sales = sales;
+        self.carryovers = carryovers;
         state
     }
 
-    /// A state from a snapshot's JSON and its per-sale records (each a
-    /// [`SaleRecord`]'s JSON, in order). A snapshot written before the
-    /// records were kept apart holds them in its state and has none apart;
-    /// without `sales` the state has none (enough for balances, not for
-    /// verification).
-    pub fn from_snapshot(state: &str, sales: Option<&[String]>) -> serde_json::Result<ManualState> {
+    /// A state from a snapshot's JSON and its records kept apart (each a
+    /// [`SaleRecord`]'s or a [`CarryoverRecord`]'s JSON, in order). A
+    /// snapshot written before a kind of record was kept apart holds those
+    /// in its state and has none of them apart; without `apart` the state
+    /// has neither (enough for balances, not for verification or the
+    /// read models).
+    pub fn from_snapshot(
+        state: &str,
+        apart: Option<&RecordsApart>,
+    ) -> serde_json::Result<ManualState> {
         let mut restored: ManualState = serde_json::from_str(state)?;
-        if let Some(sales) = sales.filter(|sales| !sales.is_empty()) {
-            restored.sales = sales
-                .iter()
-                .map(|record| serde_json::from_str(record))
-                .collect::<serde_json::Result<_>>()?;
+        if let Some(apart) = apart {
+            if !apart.sales.is_empty() {
+                restored.sales = read_records(&apart.sales)?;
+            }
+            if !apart.carryovers.is_empty() {
+                restored.carryovers = read_records(&apart.carryovers)?;
+            }
         }
         Ok(restored)
     }

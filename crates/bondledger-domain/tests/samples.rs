@@ -2,7 +2,7 @@
 //! computed report (numbers as decimals, findings as sets).
 
 use bondledger_domain::testing::MemoryLedger;
-use bondledger_domain::{ManualState, Mode};
+use bondledger_domain::{ManualState, Mode, RecordsApart};
 use bondledger_tests::{report_differences, samples_dir};
 use serde_json::Value;
 
@@ -47,9 +47,10 @@ fn check(name: &str) {
     }
 }
 
-/// A state written as a snapshot, its sales apart, reads back equal; without
-/// its sales it is equal but for them; a snapshot written whole (before the
-/// sales were kept apart) reads back equal too.
+/// A state written as a snapshot, its sales and carry-overs apart, reads back
+/// equal; without them it is equal but for them; a snapshot written whole
+/// (before they were kept apart) reads back equal too, and so does one that
+/// keeps only its sales apart (before the carry-overs were).
 fn snapshot_round_trip(name: &str, state: &ManualState) {
     let manual = &state.registration.manual;
     let mut copy = state.clone();
@@ -58,28 +59,48 @@ fn snapshot_round_trip(name: &str, state: &ManualState) {
         &copy, state,
         "{name}: writing a snapshot leaves {manual} as it was"
     );
-    let sales: Vec<String> = state
-        .sales
-        .iter()
-        .map(|sale| serde_json::to_string(sale).expect("a sale serializes"))
-        .collect();
-    let read = ManualState::from_snapshot(&text, Some(&sales)).expect("reads back");
+    let apart = RecordsApart {
+        sales: records(&state.sales),
+        carryovers: records(&state.carryovers),
+    };
+    let read = ManualState::from_snapshot(&text, Some(&apart)).expect("reads back");
     assert_eq!(&read, state, "{name}: snapshot round trip of {manual}");
-    let without_sales = ManualState::from_snapshot(&text, None).expect("reads back");
-    assert!(without_sales.sales.is_empty(), "{name}: {manual}");
+    let without = ManualState::from_snapshot(&text, None).expect("reads back");
+    assert!(without.sales.is_empty(), "{name}: {manual}");
+    assert!(without.carryovers.is_empty(), "{name}: {manual}");
     assert_eq!(
         ManualState {
             sales: state.sales.clone(),
-            ..without_sales
+            carryovers: state.carryovers.clone(),
+            ..without
         },
         *state,
-        "{name}: {manual} without its sales"
+        "{name}: {manual} without its records apart"
     );
     let whole = serde_json::to_string(state).expect("a state serializes");
-    for apart in [None, Some(&[][..])] {
+    for apart in [None, Some(&RecordsApart::default())] {
         let read = ManualState::from_snapshot(&whole, apart).expect("an older snapshot reads");
         assert_eq!(&read, state, "{name}: older snapshot of {manual}");
     }
+    let mut sales_only = state.clone();
+    sales_only.sales.clear();
+    let sales_apart = serde_json::to_string(&sales_only).expect("a state serializes");
+    let apart = RecordsApart {
+        sales: records(&state.sales),
+        carryovers: Vec::new(),
+    };
+    let read = ManualState::from_snapshot(&sales_apart, Some(&apart)).expect("reads");
+    assert_eq!(
+        &read, state,
+        "{name}: snapshot of {manual} with its sales apart"
+    );
+}
+
+fn records<T: serde::Serialize>(records: &[T]) -> Vec<String> {
+    records
+        .iter()
+        .map(|record| serde_json::to_string(record).expect("a record serializes"))
+        .collect()
 }
 
 #[test]

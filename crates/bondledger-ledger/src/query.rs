@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bondledger_domain::movement::ItemNo;
 use bondledger_domain::state::{MaterialFigures, MaterialItem};
 use bondledger_domain::{
-    verify, ManualNo, ManualState, RecordedMovement, Replay, Report, VerifyOptions,
+    verify, ManualNo, ManualState, RecordedMovement, RecordsApart, Replay, Report, VerifyOptions,
 };
 use bondledger_projections::Replayed;
 use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAGE_EVENTS};
@@ -94,17 +94,19 @@ pub(crate) fn decode(stored: &StoredEvent) -> Result<RecordedMovement, LedgerErr
     bondledger_projections::decode(stored).map_err(LedgerError::from)
 }
 
-/// Whether a replay from a snapshot reads its per-sale records.
+/// Whether a replay from a snapshot reads the records the snapshot keeps
+/// apart from its state (per-sale and carry-over records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sales {
+enum Apart {
     Read,
-    /// Left out: the state is complete but for its sales, which only
-    /// verification reads.
+    /// Left out: the state is complete but for its sales and carry-overs,
+    /// which balances do not need.
     Left,
 }
 
 /// A manual's balances as of some event ([`Ledger::balances`]): its state,
-/// which may lack the per-sale records, so it is no ground for verification.
+/// which may lack the per-sale and carry-over records, so it is no ground
+/// for verification.
 #[derive(Debug, Clone)]
 pub struct Balances(ManualState);
 
@@ -140,31 +142,32 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
     ) -> Result<Option<ManualState>, LedgerError> {
-        self.replay_reading(manual, as_of, Sales::Read).await
+        self.replay_reading(manual, as_of, Apart::Read).await
     }
 
     /// A manual's balances as of `as_of`, or `None` if there is no such
-    /// manual (then): as [`Ledger::replay`], but a snapshot's per-sale
-    /// records, which balances do not need, are not read.
+    /// manual (then): as [`Ledger::replay`], but a snapshot's per-sale and
+    /// carry-over records, which balances do not need, are not read.
     #[tracing::instrument(name = "bondledger.ledger.balances", skip(self))]
     pub async fn balances(
         &self,
         manual: &str,
         as_of: AsOf,
     ) -> Result<Option<Balances>, LedgerError> {
-        let state = self.replay_reading(manual, as_of, Sales::Left).await?;
+        let state = self.replay_reading(manual, as_of, Apart::Left).await?;
         Ok(state.map(Balances))
     }
 
-    /// A replay from the latest usable snapshot, reading its sales or not.
+    /// A replay from the latest usable snapshot, reading the records it
+    /// keeps apart or not.
     async fn replay_reading(
         &self,
         manual: &str,
         as_of: AsOf,
-        sales: Sales,
+        apart: Apart,
     ) -> Result<Option<ManualState>, LedgerError> {
         let start = self
-            .start_from_snapshot(manual, as_of, i64::MAX, sales)
+            .start_from_snapshot(manual, as_of, i64::MAX, apart)
             .await?;
         self.replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
             .await
@@ -181,7 +184,7 @@ impl Ledger {
         each: impl FnMut(&StoredEvent, &RecordedMovement, &ManualState) -> ControlFlow<()> + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
         let start = self
-            .start_from_snapshot(manual, as_of, version, Sales::Read)
+            .start_from_snapshot(manual, as_of, version, Apart::Read)
             .await?;
         self.replay_from(manual, as_of, start, each).await
     }
@@ -275,7 +278,7 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
         version_cap: i64,
-        sales: Sales,
+        apart: Apart,
     ) -> Result<(Replay, i64), LedgerError> {
         let date_limit = match as_of {
             AsOf::Date(date) => Some(date),
@@ -294,15 +297,18 @@ impl Ledger {
                 max_version,
                 date_limit,
                 max_recorded,
-                sales == Sales::Read,
+                apart == Apart::Read,
             )
             .await?
         else {
             return Ok(fresh);
         };
-        let sales = (sales == Sales::Read).then_some(snapshot.sales.as_slice());
+        let records = (apart == Apart::Read).then_some(RecordsApart {
+            sales: snapshot.sales,
+            carryovers: snapshot.carryovers,
+        });
         // A snapshot is a cache: one that cannot be read is passed over.
-        match ManualState::from_snapshot(&snapshot.state, sales) {
+        match ManualState::from_snapshot(&snapshot.state, records.as_ref()) {
             Ok(state) => Ok((Replay::resume(state, date_limit), snapshot.version + 1)),
             Err(error) => {
                 tracing::warn!(manual, version = snapshot.version, %error, "snapshot unreadable; replaying from the start");

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bondledger_domain::{ManualState, Replay};
+use bondledger_domain::{ManualState, RecordsApart, Replay};
 use bondledger_store::readmodel::{ManualRows, MAX_READ_MODEL_ROWS};
 use bondledger_store::MAX_PAGE_EVENTS;
 
@@ -105,8 +105,12 @@ impl Runner {
         if snapshot.version != version {
             return Ok(());
         }
-        let same = ManualState::from_snapshot(&snapshot.state, Some(&snapshot.sales))
-            .is_ok_and(|s| &s == state);
+        let apart = RecordsApart {
+            sales: snapshot.sales,
+            carryovers: snapshot.carryovers,
+        };
+        let same =
+            ManualState::from_snapshot(&snapshot.state, Some(&apart)).is_ok_and(|s| &s == state);
         if !same {
             breaks.push(ProjectionBreak {
                 projection: "snapshots",

@@ -13,13 +13,14 @@ mod rows;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bondledger_domain::{ManualState, RecordedMovement, Replay};
-use bondledger_store::readmodel::{Change, ManualRows, ProjectionBatch};
+use bondledger_domain::{ManualState, RecordedMovement, RecordsApart, Replay};
+use bondledger_store::readmodel::{Change, ManualRows, ProjectionBatch, RecordList};
 use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::NaiveDate;
 use tokio_util::task::AbortOnDropHandle;
 
 pub use audit::ProjectionBreak;
+use rows::WrittenApart;
 pub use rows::{amended_rows, amendment, manual_rows, timeline_row};
 
 /// The projections, in the order they are brought up to date.
@@ -163,9 +164,9 @@ struct Followed {
     /// The manual's rows as this runner last committed them (`manuals`):
     /// the next page writes only what changed since.
     written: Option<ManualRows>,
-    /// The events whose per-sale records the manual's last snapshot holds,
-    /// in order (`snapshots`): the next snapshot writes only what changed since.
-    sales_written: Vec<String>,
+    /// The events whose records the manual's last snapshot keeps apart, in
+    /// order (`snapshots`): the next snapshot writes only what changed since.
+    written_apart: WrittenApart,
 }
 
 /// A page of the log being read.
@@ -323,8 +324,12 @@ impl Runner {
                 if !followed.contains_key(&stored.stream) {
                     let mut loaded = self.load(&stored.stream, from).await?;
                     if snapshots.is_some() {
-                        loaded.sales_written =
-                            self.store.standing_snapshot_sales(&stored.stream).await?;
+                        let standing =
+                            |list| self.store.standing_snapshot_records(&stored.stream, list);
+                        loaded.written_apart = WrittenApart {
+                            sales: standing(RecordList::Sales).await?,
+                            carryovers: standing(RecordList::Carryovers).await?,
+                        };
                     }
                     followed.insert(stored.stream.clone(), loaded);
                 }
@@ -350,7 +355,7 @@ impl Runner {
                             stored,
                             &mut manual.replay,
                             max_date,
-                            &mut manual.sales_written,
+                            &mut manual.written_apart,
                         ));
                     }
                 }
@@ -484,9 +489,11 @@ impl Runner {
             .await?
         {
             if snapshot.position <= position {
-                if let Ok(state) =
-                    ManualState::from_snapshot(&snapshot.state, Some(&snapshot.sales))
-                {
+                let apart = RecordsApart {
+                    sales: snapshot.sales,
+                    carryovers: snapshot.carryovers,
+                };
+                if let Ok(state) = ManualState::from_snapshot(&snapshot.state, Some(&apart)) {
                     replay = Replay::from_state(state);
                     max_date = Some(snapshot.max_date);
                     next_version = snapshot.version + 1;
@@ -520,7 +527,7 @@ impl Runner {
             replay,
             max_date,
             written: None,
-            sales_written: Vec::new(),
+            written_apart: WrittenApart::default(),
         })
     }
 }

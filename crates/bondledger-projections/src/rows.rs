@@ -8,11 +8,12 @@ use bondledger_domain::verify::report_deadline;
 use bondledger_domain::{format6, verify, ManualState, RecordedMovement, Replay, VerifyOptions};
 use bondledger_store::readmodel::{
     BalanceRow, CarryoverRow, Change, DeadlineRow, ManualAmendment, ManualRow, ManualRows,
-    SnapshotRow, SnapshotSales, TimelineRow,
+    RecordList, SnapshotRecords, SnapshotRow, TimelineRow,
 };
 use bondledger_store::ReplayEvent;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+use serde::Serialize;
 
 /// The rows of one manual: its summary, balances, carry-overs, deadlines.
 pub fn manual_rows(state: &ManualState) -> ManualRows {
@@ -292,14 +293,23 @@ fn items_named(movement: &Movement) -> (Vec<ItemNo>, Vec<ItemNo>) {
     (materials, products)
 }
 
+/// The events whose records a manual's last snapshot keeps apart, per list,
+/// in order.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenApart {
+    pub(crate) sales: Vec<String>,
+    pub(crate) carryovers: Vec<String>,
+}
+
 /// A snapshot of the state after `stored`, as `replay` holds it, and what
-/// it changes in the manual's per-sale records, of which `written` are the
-/// events standing as the last snapshot left them, in order (moved on).
+/// it changes in the manual's records kept apart (sales, carry-overs), of
+/// which `written` are the events standing as the last snapshot left them,
+/// in order (moved on).
 pub(crate) fn snapshot(
     stored: &ReplayEvent,
     replay: &mut Replay,
     max_date: NaiveDate,
-    written: &mut Vec<String>,
+    written: &mut WrittenApart,
 ) -> Vec<Change> {
     // A state that cannot be written is simply not cached.
     let Some(Ok(state_text)) = replay.snapshot() else {
@@ -308,7 +318,22 @@ pub(crate) fn snapshot(
     let Some(state) = replay.state() else {
         return Vec::new();
     };
-    let Some(sales) = sales_since(stored, state, written) else {
+    let Some(sales) = records_since(
+        RecordList::Sales,
+        stored,
+        &state.sales,
+        |s| &s.event,
+        &mut written.sales,
+    ) else {
+        return Vec::new();
+    };
+    let Some(carryovers) = records_since(
+        RecordList::Carryovers,
+        stored,
+        &state.carryovers,
+        |c| &c.event,
+        &mut written.carryovers,
+    ) else {
         return Vec::new();
     };
     let mut changes = vec![Change::Snapshot(SnapshotRow {
@@ -320,51 +345,61 @@ pub(crate) fn snapshot(
         state: state_text,
         // Written apart, only what changed (below).
         sales: Vec::new(),
+        carryovers: Vec::new(),
     })];
-    if !sales.added.is_empty() || !sales.removed.is_empty() {
-        changes.push(Change::SnapshotSales(sales));
+    for records in [sales, carryovers] {
+        if !records.added.is_empty() || !records.removed.is_empty() {
+            changes.push(Change::SnapshotRecords(records));
+        }
     }
     changes
 }
 
-/// The per-sale records of `state` added and removed since those `written`
-/// ([`added_since`]; where some are gone, those not in the list now), which
-/// it moves on.
-fn sales_since(
+/// The records of `list` (`records`, each named by the event `event_of`
+/// gives) added and removed since those `written` ([`added_since`]; where
+/// some are gone, those not in the list now), which it moves on.
+fn records_since<T: Serialize>(
+    list: RecordList,
     stored: &ReplayEvent,
-    state: &ManualState,
+    records: &[T],
+    event_of: impl Fn(&T) -> &String,
     written: &mut Vec<String>,
-) -> Option<SnapshotSales> {
-    let sales = &state.sales;
-    let (added, removed) = match added_since(sales, written.len(), |sale| {
-        written.last() == Some(&sale.event)
+) -> Option<SnapshotRecords> {
+    let (added, removed) = match added_since(records, written.len(), |record| {
+        written.last() == Some(event_of(record))
     }) {
         Some(added) => (added, Vec::new()),
         None => {
-            let standing: HashSet<&str> = sales.iter().map(|s| s.event.as_str()).collect();
+            let standing: HashSet<&str> = records.iter().map(|r| event_of(r).as_str()).collect();
             let removed: Vec<String> = written
                 .iter()
                 .filter(|event| !standing.contains(event.as_str()))
                 .cloned()
                 .collect();
             let kept: HashSet<&str> = written.iter().map(String::as_str).collect();
-            let new_from = sales
+            let new_from = records
                 .iter()
-                .position(|sale| !kept.contains(sale.event.as_str()))
-                .unwrap_or(sales.len());
-            (&sales[new_from..], removed)
+                .position(|record| !kept.contains(event_of(record).as_str()))
+                .unwrap_or(records.len());
+            (&records[new_from..], removed)
         }
     };
     let added = added
         .iter()
-        .map(|sale| Some((sale.event.clone(), serde_json::to_string(sale).ok()?)))
+        .map(|record| {
+            Some((
+                event_of(record).clone(),
+                serde_json::to_string(record).ok()?,
+            ))
+        })
         .collect::<Option<Vec<_>>>()?;
     if !removed.is_empty() {
         let gone: HashSet<&str> = removed.iter().map(String::as_str).collect();
         written.retain(|event| !gone.contains(event.as_str()));
     }
     written.extend(added.iter().map(|(event, _)| event.clone()));
-    Some(SnapshotSales {
+    Some(SnapshotRecords {
+        list,
         manual: stored.stream.clone(),
         version: stored.version,
         added,
@@ -688,8 +723,14 @@ mod amended_rows_tests {
             let mut next = 0_usize;
             for (version, step) in steps.into_iter().enumerate() {
                 step.apply(&mut state.sales, &mut next, sale);
-                let change = sales_since(&stored_at(version as i64 + 1), &state, &mut written)
-                    .expect("sales serialize");
+                let change = records_since(
+                    RecordList::Sales,
+                    &stored_at(version as i64 + 1),
+                    &state.sales,
+                    |s| &s.event,
+                    &mut written,
+                )
+                .expect("sales serialize");
                 table.retain(|(event, _)| !change.removed.contains(event));
                 table.extend(change.added);
                 let records: Vec<String> = state

@@ -132,13 +132,33 @@ pub struct SnapshotRow {
     /// Its per-sale records (JSON texts, in order), where read: none for a
     /// snapshot that holds them in its state.
     pub sales: Vec<String>,
+    /// Its carry-over records, likewise.
+    pub carryovers: Vec<String>,
 }
 
-/// What a snapshot of a manual at `version` changes in its per-sale records
-/// (table `snapshot_sales`): records added, in order (event, record), and
-/// events whose records are gone.
+/// A list of records that snapshots keep apart from their states, each
+/// record written once (tables `snapshot_sales`, `snapshot_carryovers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordList {
+    Sales,
+    Carryovers,
+}
+
+impl RecordList {
+    pub fn table(self) -> &'static str {
+        match self {
+            RecordList::Sales => "snapshot_sales",
+            RecordList::Carryovers => "snapshot_carryovers",
+        }
+    }
+}
+
+/// What a snapshot of a manual at `version` changes in one list of its
+/// records kept apart: records added, in order (event, record), and events
+/// whose records are gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotSales {
+pub struct SnapshotRecords {
+    pub list: RecordList,
     pub manual: String,
     pub version: i64,
     pub added: Vec<(String, String)>,
@@ -179,7 +199,7 @@ pub enum Change {
     AmendManual(Box<ManualAmendment>),
     Timeline(TimelineRow),
     Snapshot(SnapshotRow),
-    SnapshotSales(SnapshotSales),
+    SnapshotRecords(SnapshotRecords),
 }
 
 /// The rows of a projection over events `(from_position, to_position]`.
@@ -226,7 +246,7 @@ pub fn projection_tables(projection: &str) -> &'static [&'static str] {
     match projection {
         "manuals" => &["rm_manuals", "rm_balances", "rm_carryovers", "rm_deadlines"],
         "timeline" => &["rm_timeline", "rm_timeline_keys"],
-        "snapshots" => &["snapshots", "snapshot_sales"],
+        "snapshots" => &["snapshots", "snapshot_sales", "snapshot_carryovers"],
         _ => &[],
     }
 }
@@ -270,21 +290,25 @@ pub trait ReadModels: Send + Sync {
 
     /// The latest snapshot of `manual` at or below `max_version` whose
     /// events are all dated on or before `max_date` and were all recorded by
-    /// `max_recorded`, where those are given; its per-sale records only
-    /// `with_sales` (read in the same read transaction: a rebuild meanwhile
-    /// cannot leave a snapshot without them).
+    /// `max_recorded`, where those are given; its records kept apart (sales
+    /// and carry-overs) only `with_records` (read in the same read
+    /// transaction: a rebuild meanwhile cannot leave a snapshot without them).
     async fn latest_snapshot(
         &self,
         manual: &str,
         max_version: i64,
         max_date: Option<NaiveDate>,
         max_recorded: Option<DateTime<Utc>>,
-        with_sales: bool,
+        with_records: bool,
     ) -> Result<Option<SnapshotRow>, StoreError>;
 
-    /// The events whose per-sale records the latest snapshot of `manual`
+    /// The events whose records of `list` the latest snapshot of `manual`
     /// holds, in their order.
-    async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, StoreError>;
+    async fn standing_snapshot_records(
+        &self,
+        manual: &str,
+        list: RecordList,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// Implements [`ReadModels`] for a backend; `$write` and `$read` are pools,
@@ -554,22 +578,23 @@ macro_rules! impl_read_models {
                             .bind(&s.state)
                             .execute(&mut *tx).await?;
                         }
-                        Change::SnapshotSales(sales) => {
-                            let added: Vec<(usize, &(String, String))> = sales.added.iter().enumerate().collect();
+                        Change::SnapshotRecords(records) => {
+                            let table = records.list.table();
+                            let added: Vec<(usize, &(String, String))> = records.added.iter().enumerate().collect();
                             for chunk in added.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
-                                let mut insert = sqlx::QueryBuilder::<$db>::new(
-                                    "INSERT INTO snapshot_sales (manual, event, added_at, ordinal, record) ",
-                                );
+                                let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
+                                    "INSERT INTO {table} (manual, event, added_at, ordinal, record) ",
+                                ));
                                 insert.push_values(chunk.iter(), |mut row, (ordinal, (event, record))| {
-                                    row.push_bind(&sales.manual).push_bind(event).push_bind(sales.version)
+                                    row.push_bind(&records.manual).push_bind(event).push_bind(records.version)
                                         .push_bind(*ordinal as i64).push_bind(record);
                                 });
                                 insert.push(" ON CONFLICT (manual, event) DO NOTHING");
                                 insert.build().execute(&mut *tx).await?;
                             }
-                            for chunk in sales.removed.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
-                                let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE snapshot_sales SET removed_at = ");
-                                update.push_bind(sales.version).push(" WHERE manual = ").push_bind(&sales.manual)
+                            for chunk in records.removed.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                                let mut update = sqlx::QueryBuilder::<$db>::new(format!("UPDATE {table} SET removed_at = "));
+                                update.push_bind(records.version).push(" WHERE manual = ").push_bind(&records.manual)
                                     .push(" AND removed_at IS NULL AND event IN (");
                                 let mut events = update.separated(", ");
                                 for event in chunk {
@@ -790,7 +815,7 @@ macro_rules! impl_read_models {
                 max_version: i64,
                 max_date: Option<NaiveDate>,
                 max_recorded: Option<DateTime<Utc>>,
-                with_sales: bool,
+                with_records: bool,
             ) -> Result<Option<$crate::readmodel::SnapshotRow>, $crate::StoreError> {
                 let mut tx = self.$read.begin_with($begin_read).await?;
                 let row: Option<(String, i64, i64, String, String, String)> = sqlx::query_as(
@@ -805,19 +830,26 @@ macro_rules! impl_read_models {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(r) = row else { return Ok(None) };
-                let sales: Vec<(String,)> = if with_sales {
-                    sqlx::query_as(
-                        "SELECT record FROM snapshot_sales \
-                         WHERE manual = $1 AND added_at <= $2 AND (removed_at IS NULL OR removed_at > $2) \
-                         ORDER BY added_at, ordinal",
-                    )
-                    .bind(manual)
-                    .bind(r.1)
-                    .fetch_all(&mut *tx)
-                    .await?
-                } else {
-                    Vec::new()
-                };
+                let mut apart = Vec::new();
+                for list in [$crate::readmodel::RecordList::Sales, $crate::readmodel::RecordList::Carryovers] {
+                    let records: Vec<(String,)> = if with_records {
+                        sqlx::query_as(&format!(
+                            "SELECT record FROM {} \
+                             WHERE manual = $1 AND added_at <= $2 AND (removed_at IS NULL OR removed_at > $2) \
+                             ORDER BY added_at, ordinal",
+                            list.table()
+                        ))
+                        .bind(manual)
+                        .bind(r.1)
+                        .fetch_all(&mut *tx)
+                        .await?
+                    } else {
+                        Vec::new()
+                    };
+                    apart.push(records.into_iter().map(|(record,)| record).collect::<Vec<String>>());
+                }
+                let carryovers = apart.pop().unwrap_or_default();
+                let sales = apart.pop().unwrap_or_default();
                 tx.commit().await?;
                 let integrity = |what: &str| $crate::StoreError::Integrity(format!("snapshot of {manual}: bad {what}"));
                 Ok(Some($crate::readmodel::SnapshotRow {
@@ -827,15 +859,21 @@ macro_rules! impl_read_models {
                     max_date: NaiveDate::parse_from_str(&r.3, "%Y-%m-%d").map_err(|_| integrity("max_date"))?,
                     recorded_at: DateTime::parse_from_rfc3339(&r.4).map_err(|_| integrity("recorded_at"))?.with_timezone(&Utc),
                     state: r.5,
-                    sales: sales.into_iter().map(|(record,)| record).collect(),
+                    sales,
+                    carryovers,
                 }))
             }
 
-            async fn standing_snapshot_sales(&self, manual: &str) -> Result<Vec<String>, $crate::StoreError> {
-                let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT event FROM snapshot_sales WHERE manual = $1 AND removed_at IS NULL \
+            async fn standing_snapshot_records(
+                &self,
+                manual: &str,
+                list: $crate::readmodel::RecordList,
+            ) -> Result<Vec<String>, $crate::StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(&format!(
+                    "SELECT event FROM {} WHERE manual = $1 AND removed_at IS NULL \
                      ORDER BY added_at, ordinal",
-                )
+                    list.table()
+                ))
                 .bind(manual)
                 .fetch_all(&self.$read)
                 .await?;
