@@ -127,7 +127,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let options = VerifyOptions {
                 tolerance: tolerance.map_or(VerifyOptions::default().tolerance, |t| t.value()),
             };
-            let Some(report) = ledger.verify(&manual, as_of.resolve()?, &options).await? else {
+            let mut bar = progress::Bar::new(&format!("verifying {manual}"));
+            let report = ledger
+                .verify_reporting(&manual, as_of.resolve()?, &options, &mut |_, done, last| {
+                    bar.update(done, last.max(done));
+                })
+                .await?;
+            bar.finish();
+            let Some(report) = report else {
                 return Ok(no_such_manual(&manual));
             };
             match cli.format {
@@ -307,7 +314,17 @@ fn report_failure(error: &LedgerError) -> u8 {
 
 async fn import(ledger: &Ledger, files: &[PathBuf], mode: Mode) -> anyhow::Result<u8> {
     for file in files {
-        match ledger.import_file(file, mode, Some("cli")).await {
+        let mut bar = progress::Bar::lines(&format!("importing {}", file.display()));
+        // Only a bar on a terminal needs the file's length in lines.
+        let lines = if bar.visible() { count_lines(file) } else { 0 };
+        let imported = ledger
+            .import_file_reporting(file, mode, Some("cli"), &mut |line| {
+                let line = line as u64;
+                bar.update_unsigned(line, lines.max(line));
+            })
+            .await;
+        bar.finish();
+        match imported {
             Ok(outcome) => eprintln!(
                 "{}: {} appended, {} already held",
                 file.display(),
@@ -324,6 +341,27 @@ async fn import(ledger: &Ledger, files: &[PathBuf], mode: Mode) -> anyhow::Resul
     }
     catch_up(ledger).await?;
     Ok(exit::OK)
+}
+
+/// The lines of `file`, as the import numbers them; 0 when it cannot be
+/// read (the import then says why).
+fn count_lines(file: &Path) -> u64 {
+    let Ok(mut reader) = std::fs::File::open(file) else {
+        return 0;
+    };
+    let mut buffer = vec![0u8; 1 << 16];
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        match std::io::Read::read(&mut reader, &mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                lines += buffer[..read].iter().filter(|&&byte| byte == b'\n').count() as u64;
+                last = buffer[read - 1];
+            }
+        }
+    }
+    // A last line without its newline is a line too.
+    lines + u64::from(last != b'\n')
 }
 
 async fn print_status(ledger: &Ledger) -> anyhow::Result<()> {
@@ -351,7 +389,16 @@ async fn catch_up(ledger: &Ledger) -> anyhow::Result<()> {
 }
 
 async fn audit(ledger: &Ledger, manual: Option<&str>) -> anyhow::Result<u8> {
-    let chain_breaks = ledger.store().verify_chain(manual).await?;
+    let last = match manual {
+        Some(manual) => ledger.store().stream_version(manual).await?,
+        None => ledger.store().head_position().await?,
+    };
+    let mut bar = progress::Bar::new("checking hash chains");
+    let chain_breaks = ledger
+        .store()
+        .verify_chain_reporting(manual, &mut |done| bar.update(done, last.max(done)))
+        .await?;
+    bar.finish();
     for broken in &chain_breaks {
         outln!(
             "break: {} version {}: {}",
@@ -364,7 +411,24 @@ async fn audit(ledger: &Ledger, manual: Option<&str>) -> anyhow::Result<u8> {
         // Read models are not compared with a log that is itself broken.
         return Ok(exit::BROKEN);
     }
-    let projection_breaks = ledger.audit_projections(manual).await?;
+    let mut updating = Some(progress::Bar::new("updating read models"));
+    let mut auditing = progress::Bar::new("auditing read models");
+    let projection_breaks = ledger
+        .audit_projections_reporting(manual, &mut |what, done, head| {
+            if what == "audit" {
+                if let Some(bar) = updating.take() {
+                    bar.finish();
+                }
+                auditing.update(done, head);
+            } else if let Some(bar) = &mut updating {
+                bar.update(done, head);
+            }
+        })
+        .await?;
+    if let Some(bar) = updating {
+        bar.finish();
+    }
+    auditing.finish();
     for broken in &projection_breaks {
         let version = broken
             .version

@@ -3,17 +3,18 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Shown only after this long: quick work stays quiet.
 const SHOW_AFTER: Duration = Duration::from_millis(800);
 
 pub struct Bar {
-    label: String,
-    template: &'static str,
     started: Instant,
+    /// Counted from the start, drawn once the work has run [`SHOW_AFTER`],
+    /// so that its rate and time left are those of the whole work; `None`
+    /// when output is not a terminal.
     bar: Option<ProgressBar>,
-    terminal: bool,
+    shown: bool,
 }
 
 impl Bar {
@@ -22,6 +23,14 @@ impl Bar {
         Bar::with_template(
             label,
             "{msg} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)",
+        )
+    }
+
+    /// Counts the lines of a file.
+    pub fn lines(label: &str) -> Self {
+        Bar::with_template(
+            label,
+            "{msg} [{bar:40}] line {pos}/{len} ({per_sec}, {eta} left)",
         )
     }
 
@@ -34,30 +43,36 @@ impl Bar {
     }
 
     fn with_template(label: &str, template: &'static str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let style = ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden())
+                .with_style(style)
+                .with_message(label.to_owned())
+        });
         Bar {
-            label: label.to_owned(),
-            template,
             started: Instant::now(),
-            bar: None,
-            terminal: std::io::stderr().is_terminal(),
+            bar,
+            shown: false,
         }
+    }
+
+    /// Whether the bar can be seen: only on a terminal. Work done only to
+    /// size the bar is skipped where it cannot.
+    pub fn visible(&self) -> bool {
+        self.bar.is_some()
     }
 
     /// `done` of `total` events.
     pub fn update(&mut self, done: i64, total: i64) {
-        if !self.terminal || self.started.elapsed() < SHOW_AFTER {
-            return;
-        }
-        let bar = self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::new(0);
-            let style = ProgressStyle::with_template(self.template)
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style.progress_chars("=> "));
-            bar.set_message(self.label.clone());
-            bar
-        });
+        let Some(bar) = &self.bar else { return };
         bar.set_length(u64::try_from(total).unwrap_or(0));
         bar.set_position(u64::try_from(done).unwrap_or(0));
+        if !self.shown && self.started.elapsed() >= SHOW_AFTER {
+            self.shown = true;
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
     }
 
     /// As [`Self::update`], for counts that are never negative.

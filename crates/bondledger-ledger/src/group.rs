@@ -271,6 +271,7 @@ impl Ledger {
                     request.actor.as_deref(),
                     &request.source_name,
                     source,
+                    &mut |_| {},
                 )
                 .await,
             );
@@ -646,9 +647,13 @@ mod tests {
     /// A batch appended the way a batch was appended before groups: alone.
     async fn alone(ledger: &Ledger, text: &str) -> Answer {
         ledger
-            .with_retries(Mode::Strict, Some("test"), "request", || {
-                read_lines(Ok(text.as_bytes()), "request".to_owned())
-            })
+            .with_retries(
+                Mode::Strict,
+                Some("test"),
+                "request",
+                || read_lines(Ok(text.as_bytes()), "request".to_owned()),
+                &mut |_| {},
+            )
             .await
     }
 

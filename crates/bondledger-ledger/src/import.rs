@@ -120,8 +120,23 @@ impl Ledger {
         mode: Mode,
         actor: Option<&str>,
     ) -> Result<ImportOutcome, LedgerError> {
+        self.import_file_reporting(path, mode, actor, &mut |_| {})
+            .await
+    }
+
+    /// As [`Ledger::import_file`], telling `progress` the line number up to
+    /// which the file's movements are written (not yet committed: the file
+    /// commits whole at its end) as each chunk is. A retry starts again from
+    /// the first line.
+    pub async fn import_file_reporting(
+        &self,
+        path: &Path,
+        mode: Mode,
+        actor: Option<&str>,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<ImportOutcome, LedgerError> {
         let name = path.display().to_string();
-        self.import_source(&name, mode, actor, || read_movements_ahead(path))
+        self.with_retries(mode, actor, &name, || read_movements_ahead(path), progress)
             .await
     }
 
@@ -146,20 +161,8 @@ impl Ledger {
                 .await;
         }
         drop(lines);
-        self.import_source(name, mode, actor, source).await
-    }
-
-    async fn import_source<I>(
-        &self,
-        name: &str,
-        mode: Mode,
-        actor: Option<&str>,
-        source: impl Fn() -> I,
-    ) -> Result<ImportOutcome, LedgerError>
-    where
-        I: Iterator<Item = Result<Located, LedgerError>>,
-    {
-        self.with_retries(mode, actor, name, source).await
+        self.with_retries(mode, actor, name, source, &mut |_| {})
+            .await
     }
 
     /// Imports movements already read (an API request), all or nothing.
@@ -185,19 +188,22 @@ impl Ledger {
                 .append_grouped(movements, mode, actor, source_name.to_owned())
                 .await;
         }
-        self.with_retries(mode, actor, source_name, source).await
+        self.with_retries(mode, actor, source_name, source, &mut |_| {})
+            .await
     }
 
     /// Decides and appends the movements of `source` in one pass. A file is
     /// checked whole before anything is written: nothing is committed until
     /// its last line, and when deciding fails, the lines after are still read
     /// so that a malformed line anywhere is what the import reports.
+    /// `progress` is told the last line written as each chunk is.
     pub(crate) async fn with_retries<I>(
         &self,
         mode: Mode,
         actor: Option<&str>,
         source_name: &str,
         source: impl Fn() -> I,
+        progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<ImportOutcome, LedgerError>
     where
         I: Iterator<Item = Result<Located, LedgerError>>,
@@ -205,7 +211,7 @@ impl Ledger {
         for attempt in 1..=MAX_ATTEMPTS {
             let mut movements = source();
             match self
-                .import_once(mode, actor, source_name, &mut movements)
+                .import_once(mode, actor, source_name, &mut movements, progress)
                 .await
             {
                 Err(LedgerError::Store(StoreError::Conflict { .. })) => {
@@ -232,6 +238,7 @@ impl Ledger {
         actor: Option<&str>,
         source_name: &str,
         movements: &mut impl Iterator<Item = Result<Located, LedgerError>>,
+        progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<ImportOutcome, LedgerError> {
         let mut session = self.store.begin().await?;
         let mut decider = Decider {
@@ -254,7 +261,10 @@ impl Ledger {
         // What `ready` holds: the ids its movements took.
         let mut taken = HashMap::new();
         let mut waiting = HashMap::new();
+        // The last line of the movements `ready` holds.
+        let mut ready_through = 0;
         while !chunk.is_empty() {
+            let chunk_through = chunk.last().map_or(ready_through, |located| located.line);
             let lookups = decider
                 .look_up(self, &mut *session, &chunk, std::mem::take(&mut waiting))
                 .await?;
@@ -280,11 +290,14 @@ impl Ledger {
                 std::panic::resume_unwind(error.into_panic())
             });
             decider.record(lines, appended?)?;
+            progress(ready_through);
+            ready_through = chunk_through;
             (chunk, taken, ready) = next?;
         }
         let Ready { runs, lines } = ready;
         let appended = append_prepared(&mut *session, runs).await?;
         decider.record(lines, appended)?;
+        progress(ready_through);
         session.commit().await?;
         self.keep_states(decider.books);
         Ok(decider.outcome)

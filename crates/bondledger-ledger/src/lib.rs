@@ -28,7 +28,7 @@ pub use bondledger_domain::trace::{Lot, TraceRow, Tracer};
 pub use evidence::{verify_package, EvidenceError, ExportOutcome, RestoreOutcome};
 pub use import::{AppendedMovement, ImportOutcome, MAX_LISTED_MOVEMENTS};
 pub use pages::{Page, MAX_PAGE_ENTRIES};
-pub use query::{AsOf, Balances, HistoryEntry};
+pub use query::{AsOf, Balances, HistoryEntry, PROGRESS_EVERY_EVENTS};
 pub use replica::{ReadSource, Staleness, DEFAULT_REPLICA_WAIT};
 pub use source::{read_lines, read_movements, Located, MAX_LINE_BYTES};
 pub use views::Deadline;

@@ -131,6 +131,9 @@ impl Balances {
     }
 }
 
+/// A long replay tells its progress every this many events.
+pub const PROGRESS_EVERY_EVENTS: i64 = 10_000;
+
 impl Ledger {
     /// A manual's state as of `as_of`, or `None` if there is no such
     /// manual (then). It starts from the latest usable snapshot and reads
@@ -325,7 +328,36 @@ impl Ledger {
         as_of: AsOf,
         options: &VerifyOptions,
     ) -> Result<Option<Report>, LedgerError> {
-        let Some(state) = self.replay(manual, as_of).await? else {
+        self.verify_reporting(manual, as_of, options, &mut |_, _, _| {})
+            .await
+    }
+
+    /// As [`Ledger::verify`], telling `progress` how far the manual's replay
+    /// has got ("replaying", the version reached, the manual's last version
+    /// the replay can reach) every [`PROGRESS_EVERY_EVENTS`] events.
+    pub async fn verify_reporting(
+        &self,
+        manual: &str,
+        as_of: AsOf,
+        options: &VerifyOptions,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<Option<Report>, LedgerError> {
+        let last = match (self.reads.stream_version(manual).await?, as_of) {
+            (version, AsOf::Version(cap)) => version.min(cap),
+            (version, _) => version,
+        };
+        let start = self
+            .start_from_snapshot(manual, as_of, i64::MAX, Apart::Read)
+            .await?;
+        let replayed = self
+            .replay_from::<ReplayEvent>(manual, as_of, start, |event, _, _| {
+                if event.version() % PROGRESS_EVERY_EVENTS == 0 {
+                    progress("replaying", event.version(), last);
+                }
+                ControlFlow::Continue(())
+            })
+            .await?;
+        let Some(state) = replayed else {
             return Ok(None);
         };
         let others: BTreeSet<ManualNo> = state

@@ -94,7 +94,18 @@ impl Ledger {
         &self,
         manual: Option<&str>,
     ) -> Result<Vec<ProjectionBreak>, LedgerError> {
-        Ok(self.runner().audit(manual).await?)
+        self.audit_projections_reporting(manual, &mut |_, _, _| {})
+            .await
+    }
+
+    /// As [`Ledger::audit_projections`], telling `progress` how far it has
+    /// got (see [`bondledger_projections::Runner::audit_reporting`]).
+    pub async fn audit_projections_reporting(
+        &self,
+        manual: Option<&str>,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<Vec<ProjectionBreak>, LedgerError> {
+        Ok(self.runner().audit_reporting(manual, progress).await?)
     }
 
     pub async fn manuals(&self) -> Result<Vec<ManualRow>, LedgerError> {

@@ -28,7 +28,19 @@ impl Runner {
         &self,
         manual_filter: Option<&str>,
     ) -> Result<Vec<ProjectionBreak>, ProjectionError> {
-        self.catch_up_all(&mut |_, _, _| {}).await?;
+        self.audit_reporting(manual_filter, &mut |_, _, _| {}).await
+    }
+
+    /// As [`Runner::audit`], telling `progress` how far it has got: the
+    /// catch-up's progress first, then ("audit", the position replayed and
+    /// compared, the ledger's head when the audit began) a page at a time.
+    pub async fn audit_reporting(
+        &self,
+        manual_filter: Option<&str>,
+        progress: &mut (dyn FnMut(&str, i64, i64) + Send),
+    ) -> Result<Vec<ProjectionBreak>, ProjectionError> {
+        self.catch_up_all(progress).await?;
+        let head = self.store.head_position().await?;
         let mut breaks = Vec::new();
         let mut replays: BTreeMap<String, Replay> = BTreeMap::new();
         let wanted = |manual: &str| manual_filter.is_none_or(|m| m == manual);
@@ -77,6 +89,7 @@ impl Runner {
                 }
             }
             after = last;
+            progress("audit", after, head.max(after));
         }
         let states: BTreeMap<String, ManualState> = replays
             .into_iter()

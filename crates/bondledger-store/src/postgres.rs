@@ -431,13 +431,17 @@ impl EventStore for PostgresStore {
         into_stored_events(select_by_caller_ids(&mut connection, caller_ids).await?)
     }
 
-    #[tracing::instrument(name = "bondledger.store.verify_chain", skip(self))]
-    async fn verify_chain(&self, stream: Option<&str>) -> Result<Vec<ChainBreak>, StoreError> {
+    #[tracing::instrument(name = "bondledger.store.verify_chain", skip(self, progress))]
+    async fn verify_chain_reporting(
+        &self,
+        stream: Option<&str>,
+        progress: &mut (dyn FnMut(i64) + Send),
+    ) -> Result<Vec<ChainBreak>, StoreError> {
         // One snapshot, so appends meanwhile cannot look like breaks.
         let mut transaction = self.pool.begin_with(BEGIN_SNAPSHOT).await?;
         let breaks = match stream {
-            Some(stream) => verify_stream(&mut transaction, stream).await?,
-            None => verify_ledger(&mut transaction).await?,
+            Some(stream) => verify_stream(&mut transaction, stream, progress).await?,
+            None => verify_ledger(&mut transaction, progress).await?,
         };
         transaction.rollback().await?;
         Ok(breaks)
@@ -992,6 +996,7 @@ impl<'a> EventColumns<'a> {
 async fn verify_stream(
     connection: &mut PgConnection,
     stream: &str,
+    progress: &mut (dyn FnMut(i64) + Send),
 ) -> Result<Vec<ChainBreak>, StoreError> {
     validate_stream_name(stream)?;
     let mut verifier = ChainVerifier::default();
@@ -1001,6 +1006,7 @@ async fn verify_stream(
         let Some(last) = rows.last() else { break };
         from_version = last.version + 1;
         rows.iter().for_each(|row| verifier.observe(row));
+        progress(last.version);
     }
     let head = select_stream_head(connection, stream).await?;
     if let Some(head_hash) = &head.hash {
@@ -1009,7 +1015,10 @@ async fn verify_stream(
     Ok(verifier.finish())
 }
 
-async fn verify_ledger(connection: &mut PgConnection) -> Result<Vec<ChainBreak>, StoreError> {
+async fn verify_ledger(
+    connection: &mut PgConnection,
+    progress: &mut (dyn FnMut(i64) + Send),
+) -> Result<Vec<ChainBreak>, StoreError> {
     let mut verifier = ChainVerifier::default();
     let mut after_position = 0;
     loop {
@@ -1017,6 +1026,7 @@ async fn verify_ledger(connection: &mut PgConnection) -> Result<Vec<ChainBreak>,
         let Some(last) = rows.last() else { break };
         after_position = last.position;
         rows.iter().for_each(|row| verifier.observe(row));
+        progress(after_position);
     }
     let mut after_stream = String::new();
     loop {

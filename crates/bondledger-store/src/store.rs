@@ -119,7 +119,18 @@ pub trait EventStore: crate::ReadModels + crate::TokenStore + Send + Sync {
 
     /// Re-checks the hash chain of one stream or of every stream; names the first break
     /// of each broken stream. Runs in one read snapshot.
-    async fn verify_chain(&self, stream: Option<&str>) -> Result<Vec<ChainBreak>, StoreError>;
+    async fn verify_chain(&self, stream: Option<&str>) -> Result<Vec<ChainBreak>, StoreError> {
+        self.verify_chain_reporting(stream, &mut |_| {}).await
+    }
+
+    /// As [`EventStore::verify_chain`], telling `progress` how far the check
+    /// has got as each page is checked: the stream's version, or over every
+    /// stream the ledger position.
+    async fn verify_chain_reporting(
+        &self,
+        stream: Option<&str>,
+        progress: &mut (dyn FnMut(i64) + Send),
+    ) -> Result<Vec<ChainBreak>, StoreError>;
 }
 
 /// An open append transaction. Dropping it without `commit` rolls it back.
