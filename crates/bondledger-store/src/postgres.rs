@@ -17,12 +17,12 @@ use uuid::Uuid;
 
 use crate::append::{
     append_in, append_prepared_in, lock_and_look_up_in, may_have_written, refused_commit,
-    restore_in, validate_stream_name, AppendPlan, AppendReads, KeptReads, LastKnown, LedgerHead,
-    StreamHead, StreamMove, WriteTransaction,
+    restore_in, AppendPlan, AppendReads, KeptReads, LastKnown, LedgerHead, StreamHead, StreamMove,
+    WriteTransaction,
 };
 use crate::event::{into_stored_events, EventRow, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
 use crate::store::page_size;
-use crate::verify::ChainVerifier;
+use crate::verify::{verify_ledger, verify_stream};
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
     PreparedRuns, ReplayEvent, StoreError, StoredEvent,
@@ -42,7 +42,6 @@ const INSERT_ROWS_PER_STATEMENT: usize = 10_000;
 const CALLER_IDS_PER_STATEMENT: usize = 10_000;
 /// Streams whose heads one statement reads or moves at most.
 const STREAMS_PER_STATEMENT: usize = 10_000;
-const VERIFY_PAGE_ROWS: i64 = 1_000;
 
 /// READ COMMITTED whatever the server's default: after waiting for the ledger_head lock,
 /// each statement must see what the previous appender committed. (Generic plans,
@@ -440,8 +439,10 @@ impl EventStore for PostgresStore {
         // One snapshot, so appends meanwhile cannot look like breaks.
         let mut transaction = self.pool.begin_with(BEGIN_SNAPSHOT).await?;
         let breaks = match stream {
-            Some(stream) => verify_stream(&mut transaction, stream, progress).await?,
-            None => verify_ledger(&mut transaction, progress).await?,
+            Some(stream) => {
+                verify_stream(&mut ChainReads(&mut transaction), stream, progress).await?
+            }
+            None => verify_ledger(&mut ChainReads(&mut transaction), progress).await?,
         };
         transaction.rollback().await?;
         Ok(breaks)
@@ -993,60 +994,7 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-async fn verify_stream(
-    connection: &mut PgConnection,
-    stream: &str,
-    progress: &mut (dyn FnMut(i64) + Send),
-) -> Result<Vec<ChainBreak>, StoreError> {
-    validate_stream_name(stream)?;
-    let mut verifier = ChainVerifier::default();
-    let mut from_version = 1;
-    loop {
-        let rows = select_stream(connection, stream, from_version, VERIFY_PAGE_ROWS).await?;
-        let Some(last) = rows.last() else { break };
-        from_version = last.version + 1;
-        rows.iter().for_each(|row| verifier.observe(row));
-        progress(last.version);
-    }
-    let head = select_stream_head(connection, stream).await?;
-    if let Some(head_hash) = &head.hash {
-        verifier.check_head(stream, head.version, head_hash);
-    }
-    Ok(verifier.finish())
-}
-
-async fn verify_ledger(
-    connection: &mut PgConnection,
-    progress: &mut (dyn FnMut(i64) + Send),
-) -> Result<Vec<ChainBreak>, StoreError> {
-    let mut verifier = ChainVerifier::default();
-    let mut after_position = 0;
-    loop {
-        let rows = select_all(connection, after_position, VERIFY_PAGE_ROWS).await?;
-        let Some(last) = rows.last() else { break };
-        after_position = last.position;
-        rows.iter().for_each(|row| verifier.observe(row));
-        progress(after_position);
-    }
-    let mut after_stream = String::new();
-    loop {
-        let heads = sqlx::query(
-            "SELECT stream, version, head_hash FROM streams WHERE stream > $1 ORDER BY stream LIMIT $2",
-        )
-        .bind(&after_stream)
-        .bind(VERIFY_PAGE_ROWS)
-        .fetch_all(&mut *connection)
-        .await?;
-        let Some(last) = heads.last() else { break };
-        after_stream = last.try_get("stream")?;
-        for head in &heads {
-            let stream: String = head.try_get("stream")?;
-            let head_hash: String = head.try_get("head_hash")?;
-            verifier.check_head(&stream, head.try_get("version")?, &head_hash);
-        }
-    }
-    Ok(verifier.finish())
-}
+crate::verify::chain_reads!(PgConnection);
 
 fn decode_event(row: &PgRow) -> Result<EventRow, StoreError> {
     Ok(EventRow {

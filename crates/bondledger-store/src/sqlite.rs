@@ -16,14 +16,13 @@ use uuid::Uuid;
 
 use crate::append::{
     append_in, append_prepared_in, lock_and_look_up_in, may_have_written, refused_commit,
-    restore_in, validate_stream_name, AppendPlan, KeptReads, LedgerHead, StreamHead,
-    WriteTransaction,
+    restore_in, AppendPlan, KeptReads, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
 use crate::sqlite_reads::{ReplayPage, ReplayReaders};
 use crate::store::page_size;
-use crate::verify::ChainVerifier;
+use crate::verify::{verify_ledger, verify_stream};
 use crate::{
     AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
     PreparedRuns, ReplayEvent, StoreError, StoredEvent,
@@ -40,7 +39,6 @@ const INSERT_ROWS_PER_STATEMENT: usize = 1_000;
 /// default of 50 the two threads wake each other for every few rows.
 const ROW_BUFFER_ROWS: usize = 10_000;
 const CALLER_IDS_PER_STATEMENT: usize = 1_000;
-const VERIFY_PAGE_ROWS: i64 = 1_000;
 
 const EVENT_COLUMNS: &str =
     "position, event_id, caller_id, stream, version, event_type, schema_version, \
@@ -208,8 +206,10 @@ impl EventStore for SqliteStore {
         // One read transaction: one snapshot, so appends meanwhile cannot look like breaks.
         let mut transaction = self.readers.begin().await?;
         let breaks = match stream {
-            Some(stream) => verify_stream(&mut transaction, stream, progress).await?,
-            None => verify_ledger(&mut transaction, progress).await?,
+            Some(stream) => {
+                verify_stream(&mut ChainReads(&mut transaction), stream, progress).await?
+            }
+            None => verify_ledger(&mut ChainReads(&mut transaction), progress).await?,
         };
         transaction.rollback().await?;
         Ok(breaks)
@@ -513,58 +513,7 @@ async fn insert_events(
     Ok(())
 }
 
-async fn verify_stream(
-    connection: &mut SqliteConnection,
-    stream: &str,
-    progress: &mut (dyn FnMut(i64) + Send),
-) -> Result<Vec<ChainBreak>, StoreError> {
-    validate_stream_name(stream)?;
-    let mut verifier = ChainVerifier::default();
-    let mut from_version = 1;
-    loop {
-        let rows = select_stream(connection, stream, from_version, VERIFY_PAGE_ROWS).await?;
-        let Some(last) = rows.last() else { break };
-        from_version = last.version + 1;
-        rows.iter().for_each(|row| verifier.observe(row));
-        progress(last.version);
-    }
-    let head = select_stream_head(connection, stream).await?;
-    if let Some(head_hash) = &head.hash {
-        verifier.check_head(stream, head.version, head_hash);
-    }
-    Ok(verifier.finish())
-}
-
-async fn verify_ledger(
-    connection: &mut SqliteConnection,
-    progress: &mut (dyn FnMut(i64) + Send),
-) -> Result<Vec<ChainBreak>, StoreError> {
-    let mut verifier = ChainVerifier::default();
-    let mut after_position = 0;
-    loop {
-        let rows = select_all(connection, after_position, VERIFY_PAGE_ROWS).await?;
-        let Some(last) = rows.last() else { break };
-        after_position = last.position;
-        rows.iter().for_each(|row| verifier.observe(row));
-        progress(after_position);
-    }
-    let mut after_stream = String::new();
-    loop {
-        let heads = sqlx::query("SELECT stream, version, head_hash FROM streams WHERE stream > ? ORDER BY stream LIMIT ?")
-            .bind(&after_stream)
-            .bind(VERIFY_PAGE_ROWS)
-            .fetch_all(&mut *connection)
-            .await?;
-        let Some(last) = heads.last() else { break };
-        after_stream = last.try_get("stream")?;
-        for head in &heads {
-            let stream: String = head.try_get("stream")?;
-            let head_hash: String = head.try_get("head_hash")?;
-            verifier.check_head(&stream, head.try_get("version")?, &head_hash);
-        }
-    }
-    Ok(verifier.finish())
-}
+crate::verify::chain_reads!(SqliteConnection);
 
 fn decode_event(row: &SqliteRow) -> Result<EventRow, StoreError> {
     let position: i64 = row.try_get("position")?;
