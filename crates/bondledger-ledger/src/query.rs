@@ -16,6 +16,7 @@ use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAG
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use crate::{Ledger, LedgerError};
 
@@ -145,7 +146,8 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
     ) -> Result<Option<ManualState>, LedgerError> {
-        self.replay_reading(manual, as_of, Apart::Read).await
+        self.replay_reading(manual, as_of, Apart::Read, |_| {})
+            .await
     }
 
     /// A manual's balances as of `as_of`, or `None` if there is no such
@@ -157,23 +159,30 @@ impl Ledger {
         manual: &str,
         as_of: AsOf,
     ) -> Result<Option<Balances>, LedgerError> {
-        let state = self.replay_reading(manual, as_of, Apart::Left).await?;
+        let state = self
+            .replay_reading(manual, as_of, Apart::Left, |_| {})
+            .await?;
         Ok(state.map(Balances))
     }
 
     /// A replay from the latest usable snapshot, reading the records it
-    /// keeps apart or not.
+    /// keeps apart or not, handing `seen` the version of each event it
+    /// applies.
     async fn replay_reading(
         &self,
         manual: &str,
         as_of: AsOf,
         apart: Apart,
+        mut seen: impl FnMut(i64) + Send,
     ) -> Result<Option<ManualState>, LedgerError> {
         let start = self
             .start_from_snapshot(manual, as_of, i64::MAX, apart)
             .await?;
-        self.replay_from::<ReplayEvent>(manual, as_of, start, |_, _, _| ControlFlow::Continue(()))
-            .await
+        self.replay_from::<ReplayEvent>(manual, as_of, start, |event, _, _| {
+            seen(event.version());
+            ControlFlow::Continue(())
+        })
+        .await
     }
 
     /// As [`Ledger::replay`], from the latest usable snapshot at or before
@@ -346,16 +355,18 @@ impl Ledger {
             (version, AsOf::Version(cap)) => version.min(cap),
             (version, _) => version,
         };
-        let start = self
-            .start_from_snapshot(manual, as_of, i64::MAX, Apart::Read)
-            .await?;
+        // The span `replay` opens: this is that replay, telling its progress.
         let replayed = self
-            .replay_from::<ReplayEvent>(manual, as_of, start, |event, _, _| {
-                if event.version() % PROGRESS_EVERY_EVENTS == 0 {
-                    progress("replaying", event.version(), last);
+            .replay_reading(manual, as_of, Apart::Read, |version| {
+                if version % PROGRESS_EVERY_EVENTS == 0 {
+                    progress("replaying", version, last);
                 }
-                ControlFlow::Continue(())
             })
+            .instrument(tracing::info_span!(
+                "bondledger.ledger.replay",
+                manual,
+                ?as_of
+            ))
             .await?;
         let Some(state) = replayed else {
             return Ok(None);
