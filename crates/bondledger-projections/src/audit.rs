@@ -4,12 +4,43 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bondledger_domain::{ManualState, RecordsApart, Replay};
-use bondledger_store::readmodel::{ManualRows, MAX_READ_MODEL_ROWS};
+use bondledger_store::readmodel::{ManualRows, TimelineRow, MAX_READ_MODEL_ROWS};
+use bondledger_store::timeline::{block_of, row_keys, TIMELINE_BLOCK_EVENTS};
 use bondledger_store::MAX_PAGE_EVENTS;
 
 use crate::{
     decode, event_reference, manual_rows, snapshot_every, timeline_row, ProjectionError, Runner,
 };
+
+/// The keys a replay's timeline rows put on their blocks, from the first
+/// block not yet compared: (kind, value) → the first event (manual,
+/// version) with it.
+#[derive(Default)]
+struct BlockKeys {
+    unchecked: i64,
+    blocks: BTreeMap<i64, KeysOfBlock>,
+}
+
+/// A block's keys, (kind, value), each with the first event (manual,
+/// version) that has it.
+type KeysOfBlock = BTreeMap<(String, String), (String, i64)>;
+
+impl BlockKeys {
+    fn expect(&mut self, row: &TimelineRow) {
+        let keys = self.blocks.entry(block_of(row.position)).or_default();
+        for (kind, value) in row_keys(row) {
+            keys.entry((kind.to_owned(), value.to_owned()))
+                .or_insert_with(|| (row.manual.clone(), row.version));
+        }
+    }
+
+    /// The blocks up to `through`, which are compared now.
+    fn take_through(&mut self, through: i64) -> BTreeMap<i64, KeysOfBlock> {
+        let later = self.blocks.split_off(&(through + 1));
+        self.unchecked = through + 1;
+        std::mem::replace(&mut self.blocks, later)
+    }
+}
 
 /// A read-model row that differs from what a replay gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +77,7 @@ impl Runner {
         let wanted = |manual: &str| manual_filter.is_none_or(|m| m == manual);
         let mut after = 0;
         let mut stored_timeline = Vec::new();
+        let mut block_keys = BlockKeys::default();
         let every = snapshot_every();
         loop {
             let page = self
@@ -64,6 +96,7 @@ impl Runner {
                 let replay = replays.entry(stored.stream.clone()).or_default();
                 if wanted(&stored.stream) {
                     let expected = timeline_row(stored, &recorded, replay.state());
+                    block_keys.expect(&expected);
                     match stored_timeline.get(&stored.position) {
                         Some(actual) if *actual == expected => {}
                         Some(actual) => breaks.push(ProjectionBreak {
@@ -89,8 +122,19 @@ impl Runner {
                 }
             }
             after = last;
+            // No later event falls in a block before the next position's.
+            let whole = block_of(last + 1) - 1;
+            self.check_block_keys(&mut block_keys, whole, manual_filter.is_none(), &mut breaks)
+                .await?;
             progress("audit", after, head.max(after));
         }
+        self.check_block_keys(
+            &mut block_keys,
+            block_of(after),
+            manual_filter.is_none(),
+            &mut breaks,
+        )
+        .await?;
         let states: BTreeMap<String, ManualState> = replays
             .into_iter()
             .filter(|(manual, _)| wanted(manual))
@@ -99,6 +143,69 @@ impl Runner {
         self.check_manuals(&states, manual_filter, &mut breaks)
             .await?;
         Ok(breaks)
+    }
+
+    /// Compares the timeline's keys of the blocks `block_keys` has not
+    /// checked, up to `through`, with the keys of the rows a replay gives;
+    /// `whole`: every event was replayed, so a key no row gives is a break
+    /// too, not only a key missing.
+    async fn check_block_keys(
+        &self,
+        block_keys: &mut BlockKeys,
+        through: i64,
+        whole: bool,
+        breaks: &mut Vec<ProjectionBreak>,
+    ) -> Result<(), ProjectionError> {
+        let first = block_keys.unchecked;
+        if through < first {
+            return Ok(());
+        }
+        let mut stored: BTreeMap<i64, BTreeSet<(String, String)>> = BTreeMap::new();
+        for (kind, value, block) in self.store.timeline_block_keys(first, through).await? {
+            stored.entry(block).or_default().insert((kind, value));
+        }
+        let expected = block_keys.take_through(through);
+        for (block, keys) in &expected {
+            let held = stored.get(block);
+            for ((kind, value), (manual, version)) in keys {
+                if !held.is_some_and(|h| h.contains(&(kind.clone(), value.clone()))) {
+                    breaks.push(ProjectionBreak {
+                        projection: "timeline",
+                        manual: manual.clone(),
+                        version: Some(*version),
+                        what: format!(
+                            "the key {kind} {value:?} of its block (positions {} to {}) is missing: queries by it would not find the event",
+                            block * TIMELINE_BLOCK_EVENTS + 1,
+                            (block + 1) * TIMELINE_BLOCK_EVENTS
+                        ),
+                    });
+                }
+            }
+        }
+        if whole {
+            for (block, held) in &stored {
+                let keys = expected.get(block);
+                for (kind, value) in held {
+                    if keys.is_some_and(|k| k.contains_key(&(kind.clone(), value.clone()))) {
+                        continue;
+                    }
+                    let manual = keys
+                        .and_then(|k| k.values().next())
+                        .map_or_else(|| "-".to_owned(), |(manual, _)| manual.clone());
+                    breaks.push(ProjectionBreak {
+                        projection: "timeline",
+                        manual,
+                        version: None,
+                        what: format!(
+                            "the key {kind} {value:?} of the block of positions {} to {} is no event's there",
+                            block * TIMELINE_BLOCK_EVENTS + 1,
+                            (block + 1) * TIMELINE_BLOCK_EVENTS
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn check_snapshot(

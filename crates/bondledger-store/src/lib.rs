@@ -21,6 +21,7 @@ mod replication;
 mod sqlite;
 mod sqlite_reads;
 mod store;
+pub mod timeline;
 pub mod tokens;
 mod url;
 mod verify;

@@ -11,9 +11,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::{StoreError, StoredEvent};
 
-/// Timeline rows (or keys) written by one INSERT: 6 parameters a row keeps
-/// a statement well under SQLite's limit of 32,766.
+/// Timeline keys written by one INSERT: 3 parameters a row keeps a
+/// statement well under SQLite's limit of 32,766.
 pub const TIMELINE_ROWS_PER_STATEMENT: usize = 2_000;
+
+/// Timeline segments read by one query, for audit.
+pub const SEGMENTS_PER_READ: i64 = 64;
+
+/// Blocks a timeline query reads a round at most.
+pub const MAX_BLOCKS_A_ROUND: usize = 64;
 
 /// A manual's balance, carry-over or deadline rows written (or their keys
 /// deleted) by one statement: 9 parameters a row at most.
@@ -245,7 +251,7 @@ pub fn prefix_successor(prefix: &str) -> Option<String> {
 pub fn projection_tables(projection: &str) -> &'static [&'static str] {
     match projection {
         "manuals" => &["rm_manuals", "rm_balances", "rm_carryovers", "rm_deadlines"],
-        "timeline" => &["rm_timeline", "rm_timeline_keys"],
+        "timeline" => &["rm_timeline_segments", "rm_timeline_keys"],
         "snapshots" => &["snapshots", "snapshot_sales", "snapshot_carryovers"],
         _ => &[],
     }
@@ -279,6 +285,14 @@ pub trait ReadModels: Send + Sync {
     /// The timeline rows with positions in `(after, after + limit…]`, for audit.
     async fn timeline_rows(&self, after: i64, limit: usize)
         -> Result<Vec<TimelineRow>, StoreError>;
+
+    /// The timeline's keys of blocks `first_block ..= last_block`, as
+    /// (kind, value, block), for audit.
+    async fn timeline_block_keys(
+        &self,
+        first_block: i64,
+        last_block: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError>;
 
     /// Events matching `filter`, positions above `after`, ascending.
     async fn timeline(
@@ -398,102 +412,121 @@ macro_rules! impl_read_models {
                 Ok(Some(codes.into_iter().map(|(code,)| code).collect()))
             }
 
-            /// The first `limit` positions above `after` of events keyed by
-            /// any of `codes`, ascending: each code's first `limit` from the
-            /// index, merged.
-            async fn hs_positions(&self, codes: &[String], after: i64, limit: usize) -> Result<Vec<i64>, $crate::StoreError> {
-                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT position FROM (");
-                for (index, code) in codes.iter().enumerate() {
+            /// The first `limit` blocks from `from_block` on holding a key of
+            /// `first` and one of each of `rest`, ascending: each value's
+            /// first `limit` blocks of `first` from the keys' index, merged,
+            /// the others looked up block by block.
+            async fn key_blocks(
+                &self,
+                first: &$crate::timeline::KeyFilter,
+                rest: &[$crate::timeline::KeyFilter],
+                from_block: i64,
+                limit: usize,
+            ) -> Result<Vec<i64>, $crate::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT block FROM (");
+                for (index, value) in first.values.iter().enumerate() {
                     if index > 0 {
                         query.push(" UNION ALL ");
                     }
-                    query.push("SELECT position FROM (SELECT position FROM rm_timeline_keys WHERE kind = 'hs' AND value = ");
-                    query.push_bind(code.clone());
-                    query.push(" AND position > ");
-                    query.push_bind(after);
-                    query.push(" ORDER BY position LIMIT ");
+                    query.push("SELECT block FROM (SELECT block FROM rm_timeline_keys WHERE kind = ");
+                    query.push_bind(first.kind);
+                    query.push(" AND value = ");
+                    query.push_bind(value.clone());
+                    query.push(" AND block >= ");
+                    query.push_bind(from_block);
+                    query.push(" ORDER BY block LIMIT ");
                     query.push_bind(limit as i64);
                     query.push(") AS c");
                     query.push(index.to_string());
                 }
-                query.push(") AS candidates GROUP BY position ORDER BY position LIMIT ");
+                query.push(") AS candidates WHERE 1 = 1");
+                for key in rest {
+                    query.push(" AND EXISTS (SELECT 1 FROM rm_timeline_keys k WHERE k.kind = ");
+                    query.push_bind(key.kind);
+                    query.push(" AND k.block = candidates.block AND k.value IN (");
+                    let mut values = query.separated(", ");
+                    for value in &key.values {
+                        values.push_bind(value.clone());
+                    }
+                    query.push("))");
+                }
+                query.push(" GROUP BY block ORDER BY block LIMIT ");
                 query.push_bind(limit as i64);
                 let rows: Vec<(i64,)> = query.build_query_as().fetch_all(&self.$read).await?;
-                Ok(rows.into_iter().map(|(position,)| position).collect())
+                Ok(rows.into_iter().map(|(block,)| block).collect())
             }
 
-            /// Events matching `filter` above `after`, ascending, at most
-            /// `limit`; with `candidates`, only those positions, which stand
-            /// for the HS prefix of the filter.
-            async fn timeline_page(
+            /// The segments of `blocks` (or, with none given, the first `limit`
+            /// that start after position `past`) holding positions above
+            /// `after` and dates `rows` can match, in position order: their
+            /// first positions and entries.
+            async fn timeline_segments(
                 &self,
-                filter: &$crate::readmodel::TimelineFilter,
+                blocks: Option<&[i64]>,
+                past: i64,
                 after: i64,
                 limit: usize,
-                candidates: Option<&[i64]>,
-            ) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
-                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {} FROM events e JOIN rm_timeline t ON t.position = e.position WHERE e.position > ",
-                    $crate::readmodel::EVENT_COLUMNS_E
-                ));
+                rows: &$crate::timeline::RowFilter,
+            ) -> Result<Vec<(i64, String)>, $crate::StoreError> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT first_position, entries FROM rm_timeline_segments WHERE last_position > ",
+                );
                 query.push_bind(after);
-                if let Some(candidates) = candidates {
-                    query.push(" AND e.position IN (");
+                // A segment wholly outside the dates is not read.
+                if let Some(from) = rows.from() {
+                    query.push(" AND max_date >= ").push_bind(from.to_owned());
+                }
+                if let Some(to) = rows.to() {
+                    query.push(" AND min_date <= ").push_bind(to.to_owned());
+                }
+                match blocks {
+                    Some(blocks) => {
+                        query.push(" AND block IN (");
+                        let mut separated = query.separated(", ");
+                        for block in blocks {
+                            separated.push_bind(*block);
+                        }
+                        query.push(") ORDER BY first_position");
+                    }
+                    None => {
+                        query.push(" AND first_position > ");
+                        query.push_bind(past);
+                        query.push(" ORDER BY first_position LIMIT ");
+                        query.push_bind(limit as i64);
+                    }
+                }
+                Ok(query.build_query_as().fetch_all(&self.$read).await?)
+            }
+
+            /// The events at `positions`, ascending.
+            async fn events_at(&self, positions: &[i64]) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
+                let mut rows = Vec::with_capacity(positions.len());
+                for chunk in positions.chunks($crate::readmodel::MAX_READ_MODEL_ROWS) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {} FROM events e WHERE e.position IN (",
+                        $crate::readmodel::EVENT_COLUMNS_E
+                    ));
                     let mut separated = query.separated(", ");
-                    for position in candidates {
+                    for position in chunk {
                         separated.push_bind(*position);
                     }
-                    query.push(")");
-                }
-                if !filter.manuals.is_empty() {
-                    query.push(" AND t.manual IN (");
-                    let mut separated = query.separated(", ");
-                    for manual in &filter.manuals {
-                        separated.push_bind(manual.clone());
+                    query.push(") ORDER BY e.position");
+                    for row in query.build().fetch_all(&self.$read).await? {
+                        rows.push(decode_event(&row)?);
                     }
-                    query.push(")");
                 }
-                if let Some(enterprise) = &filter.enterprise {
-                    query.push(" AND t.manual IN (SELECT manual FROM rm_manuals WHERE enterprise = ");
-                    query.push_bind(enterprise.clone());
-                    query.push(" OR processing_enterprise = ");
-                    query.push_bind(enterprise.clone());
-                    query.push(")");
-                }
-                if let (Some(prefix), None) = (&filter.hs_prefix, candidates) {
-                    // A range over the (kind, value, position) index: every
-                    // code that starts with the prefix sorts between it and
-                    // the prefix's successor.
-                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'hs' AND k.value >= ");
-                    query.push_bind(prefix.clone());
-                    if let Some(successor) = $crate::readmodel::prefix_successor(prefix) {
-                        query.push(" AND k.value < ");
-                        query.push_bind(successor);
-                    }
-                    query.push(")");
-                }
-                if let Some(declaration) = &filter.declaration {
-                    query.push(" AND t.declaration = ");
-                    query.push_bind(declaration.clone());
-                }
-                if let Some(counterparty) = &filter.counterparty {
-                    query.push(" AND t.position IN (SELECT k.position FROM rm_timeline_keys k WHERE k.kind = 'counterparty' AND k.value = ");
-                    query.push_bind(counterparty.clone());
-                    query.push(")");
-                }
-                if let Some(from) = filter.from {
-                    query.push(" AND t.business_date >= ");
-                    query.push_bind($crate::chain::format_business_date(&from));
-                }
-                if let Some(to) = filter.to {
-                    query.push(" AND t.business_date <= ");
-                    query.push_bind($crate::chain::format_business_date(&to));
-                }
-                query.push(" ORDER BY e.position LIMIT ");
-                query.push_bind(limit as i64);
-                let rows = query.build().fetch_all(&self.$read).await?;
-                let rows = rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
                 $crate::event::into_stored_events(rows)
+            }
+
+            /// The manuals `enterprise` operates or processes for.
+            async fn enterprise_manuals(&self, enterprise: &str) -> Result<Vec<String>, $crate::StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT manual FROM rm_manuals WHERE enterprise = $1 OR processing_enterprise = $1",
+                )
+                .bind(enterprise)
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows.into_iter().map(|(manual,)| manual).collect())
             }
         }
 
@@ -606,29 +639,22 @@ macro_rules! impl_read_models {
                         }
                     }
                 }
-                // Timeline rows go in many to a statement: one round trip each
-                // would cost more than the rows themselves.
-                for rows in timeline.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO rm_timeline (position, manual, version, event_type, business_date, declaration) ",
-                    );
-                    insert.push_values(rows.iter(), |mut row, t| {
-                        row.push_bind(t.position).push_bind(&t.manual).push_bind(t.version)
-                            .push_bind(&t.event_type).push_bind(&t.business_date).push_bind(&t.declaration);
-                    });
-                    insert.build().execute(&mut *tx).await?;
+                // A block's rows go in as one segment, and its keys once.
+                let (segments, keys) = $crate::timeline::segments(&timeline)?;
+                for segment in &segments {
+                    sqlx::query(
+                        "INSERT INTO rm_timeline_segments (first_position, block, last_position, min_date, max_date, entries) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(segment.first_position).bind(segment.block).bind(segment.last_position)
+                    .bind(&segment.min_date).bind(&segment.max_date).bind(&segment.entries)
+                    .execute(&mut *tx).await?;
                 }
-                let keys: Vec<(&str, &String, i64)> = timeline
-                    .iter()
-                    .flat_map(|t| {
-                        t.hs.iter().map(move |v| ("hs", v, t.position))
-                            .chain(t.counterparties.iter().map(move |v| ("counterparty", v, t.position)))
-                    })
-                    .collect();
+                let keys: Vec<_> = keys.into_iter().collect();
                 for chunk in keys.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, position) ");
-                    insert.push_values(chunk.iter(), |mut row, (kind, value, position)| {
-                        row.push_bind(*kind).push_bind(*value).push_bind(*position);
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, block) ");
+                    insert.push_values(chunk.iter(), |mut row, (kind, value, block)| {
+                        row.push_bind(*kind).push_bind(*value).push_bind(*block);
                     });
                     insert.push(" ON CONFLICT DO NOTHING");
                     insert.build().execute(&mut *tx).await?;
@@ -739,38 +765,42 @@ macro_rules! impl_read_models {
             }
 
             async fn timeline_rows(&self, after: i64, limit: usize) -> Result<Vec<$crate::readmodel::TimelineRow>, $crate::StoreError> {
-                let limit = limit.min($crate::readmodel::MAX_READ_MODEL_ROWS) as i64;
-                let rows: Vec<(i64, String, i64, String, String, Option<String>)> = sqlx::query_as(
-                    "SELECT position, manual, version, event_type, business_date, declaration FROM rm_timeline \
-                     WHERE position > $1 ORDER BY position LIMIT $2",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.$read)
-                .await?;
-                let Some(last) = rows.last().map(|r| r.0) else { return Ok(Vec::new()) };
-                let keys: Vec<(String, String, i64)> = sqlx::query_as(
-                    "SELECT kind, value, position FROM rm_timeline_keys WHERE position > $1 AND position <= $2 \
-                     ORDER BY position, kind, value",
-                )
-                .bind(after)
-                .bind(last)
-                .fetch_all(&self.$read)
-                .await?;
-                let mut out: Vec<$crate::readmodel::TimelineRow> = rows
-                    .into_iter()
-                    .map(|r| $crate::readmodel::TimelineRow {
-                        position: r.0, manual: r.1, version: r.2, event_type: r.3, business_date: r.4,
-                        declaration: r.5, hs: Vec::new(), counterparties: Vec::new(),
-                    })
-                    .collect();
-                let index: std::collections::HashMap<i64, usize> = out.iter().enumerate().map(|(i, r)| (r.position, i)).collect();
-                for (kind, value, position) in keys {
-                    if let Some(row) = index.get(&position).and_then(|i| out.get_mut(*i)) {
-                        if kind == "hs" { row.hs.push(value) } else { row.counterparties.push(value) }
+                let limit = limit.min($crate::readmodel::MAX_READ_MODEL_ROWS);
+                let mut rows = Vec::new();
+                let mut cursor = after;
+                // Segments of a few rows each (a follower's) may be many a block.
+                while rows.len() < limit {
+                    let segments: Vec<(i64, String)> = sqlx::query_as(
+                        "SELECT last_position, entries FROM rm_timeline_segments WHERE last_position > $1 \
+                         ORDER BY first_position LIMIT $2",
+                    )
+                    .bind(cursor)
+                    .bind($crate::readmodel::SEGMENTS_PER_READ)
+                    .fetch_all(&self.$read)
+                    .await?;
+                    let Some(last) = segments.last().map(|(last, _)| *last) else { break };
+                    for (_, entries) in &segments {
+                        rows.extend(
+                            $crate::timeline::decode_entries(entries)?
+                                .into_iter()
+                                .filter(|row| row.position > cursor),
+                        );
                     }
+                    cursor = last;
                 }
-                Ok(out)
+                rows.truncate(limit);
+                Ok(rows)
+            }
+
+            async fn timeline_block_keys(&self, first_block: i64, last_block: i64) -> Result<Vec<(String, String, i64)>, $crate::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT kind, value, block FROM rm_timeline_keys WHERE block >= $1 AND block <= $2 \
+                     ORDER BY block, kind, value",
+                )
+                .bind(first_block)
+                .bind(last_block)
+                .fetch_all(&self.$read)
+                .await?)
             }
 
             async fn timeline(
@@ -779,34 +809,68 @@ macro_rules! impl_read_models {
                 after: i64,
                 limit: usize,
             ) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
+                use $crate::timeline::{block_of, decode_entries, RowFilter};
                 let limit = limit.min($crate::MAX_PAGE_EVENTS);
-                // An HS prefix names few codes: their positions are read code
-                // by code in position order from the keys' index, a page of
-                // candidates at a time, and the other filters applied to
-                // those. A prefix naming many codes matches densely: walking
-                // the timeline in position order finds a page soon.
+                let enterprise_manuals = match &filter.enterprise {
+                    Some(enterprise) => Some(self.enterprise_manuals(enterprise).await?),
+                    None => None,
+                };
+                let rows = RowFilter::new(filter, enterprise_manuals);
+                if rows.matches_nothing() || limit == 0 {
+                    return Ok(Vec::new());
+                }
+                // An HS prefix naming few codes is looked up code by code; one
+                // naming many matches densely, and is only tested row by row.
                 let codes = match &filter.hs_prefix {
                     Some(prefix) => self.hs_codes(prefix).await?,
                     None => None,
                 };
-                let Some(codes) = codes else {
-                    return self.timeline_page(filter, after, limit, None).await;
-                };
-                let mut events = Vec::new();
-                let mut cursor = after;
-                while events.len() < limit && !codes.is_empty() {
-                    let candidates = self.hs_positions(&codes, cursor, limit).await?;
-                    let Some(&last) = candidates.last() else { break };
-                    let page = self
-                        .timeline_page(filter, cursor, limit - events.len(), Some(&candidates))
-                        .await?;
-                    events.extend(page);
-                    if candidates.len() < limit {
+                let keys = rows.key_filters(codes);
+                if keys.iter().any(|key| key.values.is_empty()) {
+                    return Ok(Vec::new());
+                }
+                let mut positions = Vec::new();
+                // Where the search goes on: the first block to look up by key,
+                // or the last segment read when walking them all.
+                let mut from_block = block_of(after.saturating_add(1)).max(0);
+                let mut past = i64::MIN;
+                // Blocks (or segments) read a round: few at first (a page is
+                // often found in one), more while the matches are sparse.
+                let mut a_round = 4usize;
+                'search: loop {
+                    let blocks = match keys.split_first() {
+                        Some((first, rest)) => Some(self.key_blocks(first, rest, from_block, a_round).await?),
+                        None => None,
+                    };
+                    if blocks.as_ref().is_some_and(Vec::is_empty) {
                         break;
                     }
-                    cursor = last;
+                    let segments = self
+                        .timeline_segments(blocks.as_deref(), past, after, a_round, &rows)
+                        .await?;
+                    for (_, entries) in &segments {
+                        for row in decode_entries(entries)? {
+                            if row.position > after && rows.matches(&row) {
+                                positions.push(row.position);
+                                if positions.len() == limit {
+                                    break 'search;
+                                }
+                            }
+                        }
+                    }
+                    match &blocks {
+                        Some(blocks) => match blocks.last() {
+                            Some(last) if blocks.len() == a_round => from_block = last + 1,
+                            _ => break,
+                        },
+                        None => match segments.last() {
+                            Some((first_position, _)) if segments.len() == a_round => past = *first_position,
+                            _ => break,
+                        },
+                    }
+                    a_round = (a_round * 2).min($crate::readmodel::MAX_BLOCKS_A_ROUND);
                 }
-                Ok(events)
+                self.events_at(&positions).await
             }
 
             async fn latest_snapshot(

@@ -72,4 +72,5 @@ contract_tests!(
     a_look_up_under_the_lock_holds_other_appenders_off,
     a_presumed_append_plans_on_the_last_commit,
     a_presumed_write_cut_off_is_found_not_written,
+    timeline_queries_find_exactly_the_matching_rows,
 );

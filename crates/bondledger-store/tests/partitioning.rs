@@ -205,8 +205,6 @@ async fn ledger_before_partitioning(source_url: &str, old_url: &str) {
              INSERT INTO events ({columns}) SELECT {columns} FROM {from}.events ORDER BY position;
              UPDATE ledger_head SET position = source.position, recorded_at = source.recorded_at
                FROM {from}.ledger_head source WHERE ledger_head.id = 1;
-             INSERT INTO rm_timeline SELECT * FROM {from}.rm_timeline;
-             INSERT INTO rm_timeline_keys SELECT * FROM {from}.rm_timeline_keys;
              INSERT INTO projection_checkpoints SELECT * FROM {from}.projection_checkpoints;"
         ),
     )
@@ -249,13 +247,16 @@ async fn a_ledger_made_before_partitioning_upgrades_with_everything_intact() {
             .await
             .expect("verify")
             .is_empty());
-        assert_eq!(
-            upgraded.timeline_rows(0, 1_000).await.expect("timeline"),
-            expected_timeline
-        );
+        // The timeline is given up by 0012, to be written again in blocks
+        // (below, as a rebuild would); the other checkpoints stand.
+        assert!(upgraded
+            .timeline_rows(0, 1_000)
+            .await
+            .expect("timeline")
+            .is_empty());
         assert_eq!(
             upgraded.checkpoint("timeline").await.expect("checkpoint"),
-            47
+            0
         );
         assert_eq!(
             query_strings(old_url, "SELECT count(*)::text FROM event_keys").await,

@@ -16,9 +16,11 @@ use sqlx::{Connection, Executor};
 
 /// Tables the engine copies, each with the column its rows are chosen by.
 pub struct Copied {
-    /// The ledger's tables, in the order they are filled.
-    pub tables: &'static [&'static str],
-    /// Rows whose `position` lies in `(after, through]` are copied.
+    /// The ledger's tables, in the order they are filled, each with the
+    /// expression giving a row's position (the first of a block's).
+    pub tables: &'static [(&'static str, &'static str)],
+    /// Rows whose position lies in `(after, through]` are copied, in the
+    /// order of their positions.
     pub after: i64,
     pub through: i64,
 }
@@ -27,18 +29,24 @@ pub struct Copied {
 pub fn import_rows(backend: Backend, after: i64, through: i64) -> Copied {
     Copied {
         tables: match backend {
-            Backend::Postgres => &["events", "event_keys"],
-            Backend::Sqlite => &["events"],
+            Backend::Postgres => &[("events", "position"), ("event_keys", "position")],
+            Backend::Sqlite => &[("events", "position")],
         },
         after,
         through,
     }
 }
 
+// The keys' position expression below names the block's width.
+const _: () = assert!(bondledger_store::timeline::TIMELINE_BLOCK_EVENTS == 1_000);
+
 /// The timeline projection's rows.
 pub fn timeline_rows(through: i64) -> Copied {
     Copied {
-        tables: &["rm_timeline", "rm_timeline_keys"],
+        tables: &[
+            ("rm_timeline_segments", "first_position"),
+            ("rm_timeline_keys", "block * 1000 + 1"),
+        ],
         after: 0,
         through,
     }
@@ -83,15 +91,15 @@ async fn sqlite_copy_time(ledger: &Path, copied: &Copied) -> anyhow::Result<Dura
     let started = Instant::now();
     connection.execute("BEGIN IMMEDIATE").await?;
     // The events name their streams: the heads come first, as in an append.
-    if copied.tables.contains(&"events") {
+    if copied.tables.iter().any(|(table, _)| *table == "events") {
         connection
             .execute("INSERT INTO main.streams SELECT * FROM ledger.streams")
             .await?;
     }
-    for table in copied.tables {
+    for (table, position) in copied.tables {
         sqlx::query(&format!(
             "INSERT INTO main.{table} SELECT * FROM ledger.{table} \
-             WHERE position > ? AND position <= ? ORDER BY position"
+             WHERE {position} > ? AND {position} <= ? ORDER BY {position}"
         ))
         .bind(copied.after)
         .bind(copied.through)
@@ -113,11 +121,11 @@ async fn sqlite_copy_time(ledger: &Path, copied: &Copied) -> anyhow::Result<Dura
 async fn postgres_copy_time(url: &str, copied: &Copied) -> anyhow::Result<Duration> {
     let mut connection = PgConnection::connect(url).await?;
     let scratch = |table: &str| format!("bench_floor_{table}");
-    for table in copied.tables {
+    for (table, position) in copied.tables {
         let target = scratch(table);
         let model: Option<(String,)> = sqlx::query_as(&format!(
             "SELECT tableoid::regclass::text FROM {table} \
-             WHERE position > $1 AND position <= $2 LIMIT 1"
+             WHERE {position} > $1 AND {position} <= $2 LIMIT 1"
         ))
         .bind(copied.after)
         .bind(copied.through)
@@ -138,10 +146,10 @@ async fn postgres_copy_time(url: &str, copied: &Copied) -> anyhow::Result<Durati
     }
     let started = Instant::now();
     let mut transaction = connection.begin().await?;
-    for table in copied.tables {
+    for (table, position) in copied.tables {
         sqlx::query(&format!(
-            "INSERT INTO {} SELECT * FROM {table} WHERE position > $1 AND position <= $2 \
-             ORDER BY position",
+            "INSERT INTO {} SELECT * FROM {table} WHERE {position} > $1 AND {position} <= $2 \
+             ORDER BY {position}",
             scratch(table)
         ))
         .bind(copied.after)
@@ -152,7 +160,7 @@ async fn postgres_copy_time(url: &str, copied: &Copied) -> anyhow::Result<Durati
     }
     transaction.commit().await?;
     let elapsed = started.elapsed();
-    for table in copied.tables {
+    for (table, _) in copied.tables {
         connection
             .execute(format!("DROP TABLE {}", scratch(table)).as_str())
             .await?;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bondledger_store::chain::canonical_json;
+use bondledger_store::readmodel::{
+    Change, ManualRow, ManualRows, ProjectionBatch, TimelineFilter, TimelineRow,
+};
 use bondledger_store::tokens::NewToken;
 use bondledger_store::{
     Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, ReplayEvent, StoreError,
@@ -1659,4 +1662,309 @@ async fn pid_of(connection: &mut sqlx::PgConnection, sql: &str, pid: Option<i32>
         .fetch_optional(connection)
         .await
         .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// The timeline row the next case gives the event at `position`: HS codes
+/// of several spreads (one in four, one in three, 70 codes under "84", one
+/// code on two events only), counterparties, declarations and dates.
+fn timeline_row_at(event: &StoredEvent) -> TimelineRow {
+    let p = event.position;
+    let mut hs = vec![format!("72085{}0000", p % 4)];
+    if p % 3 == 0 {
+        hs.push("3920100000".to_owned());
+    }
+    if p % 7 == 0 {
+        hs.push(format!("84{:02}000000", p % 70));
+    }
+    if p == 5 || p == 2_345 {
+        hs.push("8501000000".to_owned());
+    }
+    hs.sort();
+    let mut counterparties = Vec::new();
+    if p % 2 == 0 {
+        counterparties.push(format!("C{}", p % 3));
+    }
+    if p == 1_999 {
+        counterparties.push("RARE".to_owned());
+    }
+    let date =
+        NaiveDate::from_ymd_opt(2024, 1, 1).expect("a date") + chrono::Days::new((p / 30) as u64);
+    TimelineRow {
+        position: p,
+        manual: event.stream.clone(),
+        version: event.version,
+        event_type: event.event_type.clone(),
+        business_date: date.format("%Y-%m-%d").to_string(),
+        declaration: (p % 5 != 0).then(|| format!("D{p}")),
+        hs,
+        counterparties,
+    }
+}
+
+fn manual_row(manual: &str, enterprise: &str, processing: &str) -> ManualRows {
+    ManualRows {
+        manual: ManualRow {
+            manual: manual.to_owned(),
+            trade_mode: "consigned".to_owned(),
+            book: "manual".to_owned(),
+            zone: false,
+            enterprise: enterprise.to_owned(),
+            processing_enterprise: processing.to_owned(),
+            valid_until: "2026-12-31".to_owned(),
+            version: 1,
+            status: "open".to_owned(),
+            closed: false,
+            findings: 0,
+        },
+        balances: Vec::new(),
+        carryovers: Vec::new(),
+        deadlines: Vec::new(),
+    }
+}
+
+/// What a timeline query must answer, found row by row.
+fn expected_positions(
+    rows: &[TimelineRow],
+    filter: &TimelineFilter,
+    enterprise_manuals: &[&str],
+    after: i64,
+    limit: usize,
+) -> Vec<i64> {
+    let date = |d: &Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+    let (from, to) = (date(&filter.from), date(&filter.to));
+    rows.iter()
+        .filter(|r| r.position > after)
+        .filter(|r| filter.manuals.is_empty() || filter.manuals.contains(&r.manual))
+        .filter(|r| filter.enterprise.is_none() || enterprise_manuals.contains(&r.manual.as_str()))
+        .filter(|r| {
+            filter
+                .hs_prefix
+                .as_ref()
+                .is_none_or(|p| r.hs.iter().any(|c| c.starts_with(p.as_str())))
+        })
+        .filter(|r| filter.declaration.is_none() || r.declaration == filter.declaration)
+        .filter(|r| {
+            filter
+                .counterparty
+                .as_ref()
+                .is_none_or(|c| r.counterparties.contains(c))
+        })
+        .filter(|r| from.as_ref().is_none_or(|f| r.business_date >= *f))
+        .filter(|r| to.as_ref().is_none_or(|t| r.business_date <= *t))
+        .map(|r| r.position)
+        .take(limit)
+        .collect()
+}
+
+/// The timeline answers every filter with exactly the rows that match it,
+/// whatever the commits that wrote them (whole blocks, parts of blocks, one
+/// event at a time), and reads its rows and keys back as written.
+pub async fn timeline_queries_find_exactly_the_matching_rows(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    // 2,600 events in runs of 100, the three manuals taking turns.
+    let manuals = ["m1", "m2", "m3"];
+    for run in 0..26 {
+        let manual = manuals[run % 3];
+        store
+            .append(
+                manual,
+                ExpectedVersion::Any,
+                events(&format!("{manual}-{run}"), 100),
+            )
+            .await
+            .expect("append");
+    }
+    let all = read_all_fully(store).await;
+    assert_eq!(all.len(), 2_600);
+    let rows: Vec<TimelineRow> = all.iter().map(timeline_row_at).collect();
+    let mut from = 0;
+    let mut bounds: Vec<i64> = vec![700, 1_700];
+    bounds.extend(1_701..=1_710);
+    bounds.push(2_600);
+    for to in bounds {
+        store
+            .commit_projection(ProjectionBatch {
+                projection: "timeline".to_owned(),
+                from_position: from,
+                to_position: to,
+                changes: rows[from as usize..to as usize]
+                    .iter()
+                    .cloned()
+                    .map(Change::Timeline)
+                    .collect(),
+            })
+            .await
+            .expect("timeline rows");
+        from = to;
+    }
+    store
+        .commit_projection(ProjectionBatch {
+            projection: "manuals".to_owned(),
+            from_position: 0,
+            to_position: 2_600,
+            changes: vec![
+                Change::ReplaceManual(Box::new(manual_row("m1", "E1", "E1"))),
+                Change::ReplaceManual(Box::new(manual_row("m2", "E2", "E1"))),
+                Change::ReplaceManual(Box::new(manual_row("m3", "E3", "E3"))),
+            ],
+        })
+        .await
+        .expect("manual rows");
+
+    assert_eq!(store.timeline_rows(0, 10_000).await.expect("rows"), rows);
+    assert_eq!(
+        store.timeline_rows(1_234, 10).await.expect("rows"),
+        rows[1_234..1_244]
+    );
+    let keys = store.timeline_block_keys(2, 2).await.expect("keys");
+    assert!(keys.iter().all(|(_, _, block)| *block == 2));
+    assert!(keys.contains(&("declaration".to_owned(), "D2346".to_owned(), 2)));
+    assert!(keys.contains(&("hs".to_owned(), "8501000000".to_owned(), 2)));
+    assert!(!keys.contains(&("declaration".to_owned(), "D2000".to_owned(), 2)));
+
+    let day = |d: u32| NaiveDate::from_ymd_opt(2024, 2, d);
+    let filters: Vec<(TimelineFilter, &[&str])> = vec![
+        (TimelineFilter::default(), &[]),
+        (
+            TimelineFilter {
+                hs_prefix: Some("7208".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                hs_prefix: Some("720851".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                hs_prefix: Some("8501".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                hs_prefix: Some("84".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                hs_prefix: Some("9".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                counterparty: Some("RARE".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                counterparty: Some("C1".into()),
+                hs_prefix: Some("392".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                declaration: Some("D1703".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                declaration: Some("D1705".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                manuals: vec!["m2".into()],
+                from: day(10),
+                to: day(20),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                from: day(10),
+                to: day(12),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                manuals: vec!["m1".into(), "m3".into()],
+                hs_prefix: Some("84".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+        (
+            TimelineFilter {
+                enterprise: Some("E1".into()),
+                ..Default::default()
+            },
+            &["m1", "m2"],
+        ),
+        (
+            TimelineFilter {
+                enterprise: Some("E1".into()),
+                manuals: vec!["m3".into()],
+                ..Default::default()
+            },
+            &["m1", "m2"],
+        ),
+        (
+            TimelineFilter {
+                enterprise: Some("E9".into()),
+                ..Default::default()
+            },
+            &[],
+        ),
+    ];
+    for (filter, of_enterprise) in &filters {
+        for (after, limit) in [(0, 10_000), (0, 1), (999, 7), (1_500, 1_000), (2_599, 10)] {
+            let found: Vec<i64> = store
+                .timeline(filter, after, limit)
+                .await
+                .expect("timeline")
+                .iter()
+                .map(|e| e.position)
+                .collect();
+            assert_eq!(
+                found,
+                expected_positions(&rows, filter, of_enterprise, after, limit),
+                "{filter:?} after {after}, {limit} at most"
+            );
+        }
+        // Page by page, the same as at once.
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.timeline(filter, after, 37).await.expect("timeline");
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            paged.extend(page);
+        }
+        let whole = store.timeline(filter, 0, 10_000).await.expect("timeline");
+        assert_eq!(paged, whole, "{filter:?} paged");
+        for event in &whole {
+            assert_eq!(Some(event), all.get(event.position as usize - 1));
+        }
+    }
 }

@@ -1,0 +1,375 @@
+//! The timeline read model in blocks (docs/adr/0010-timeline-blocks.md).
+//!
+//! The rows of a block of [`TIMELINE_BLOCK_EVENTS`] positions are kept
+//! together, as segments: the rows one commit added to the block, in
+//! position order, as one JSON text. A key (an event's manual, HS codes,
+//! counterparties, declaration) names the blocks holding an event with it.
+//! A query finds its blocks by key, reads their segments and keeps the rows
+//! that match every filter exactly: the keys only narrow the search.
+//!
+//! Everything here is plain text the projection computed; nothing is
+//! interpreted.
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::readmodel::{TimelineFilter, TimelineRow};
+use crate::StoreError;
+
+/// Positions a block spans: block `b` holds positions `b·N + 1 ..= (b + 1)·N`.
+/// It divides a catch-up's page of 10,000 events, so a page writes whole
+/// blocks, one segment each.
+pub const TIMELINE_BLOCK_EVENTS: i64 = 1_000;
+
+/// The block holding `position` (positions start at 1).
+pub fn block_of(position: i64) -> i64 {
+    (position - 1).div_euclid(TIMELINE_BLOCK_EVENTS)
+}
+
+/// The kinds of key a block is found by.
+pub const KEY_MANUAL: &str = "manual";
+pub const KEY_HS: &str = "hs";
+pub const KEY_COUNTERPARTY: &str = "counterparty";
+pub const KEY_DECLARATION: &str = "declaration";
+
+/// One event's row as a segment holds it: a JSON array.
+#[derive(Serialize)]
+struct EntryRef<'a>(
+    i64,
+    &'a str,
+    i64,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a [String],
+    &'a [String],
+);
+
+#[derive(Deserialize)]
+struct Entry(
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Vec<String>,
+    Vec<String>,
+);
+
+impl From<Entry> for TimelineRow {
+    fn from(e: Entry) -> Self {
+        TimelineRow {
+            position: e.0,
+            manual: e.1,
+            version: e.2,
+            event_type: e.3,
+            business_date: e.4,
+            declaration: e.5,
+            hs: e.6,
+            counterparties: e.7,
+        }
+    }
+}
+
+/// The rows one commit adds to one block.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub block: i64,
+    pub first_position: i64,
+    pub last_position: i64,
+    pub min_date: String,
+    pub max_date: String,
+    pub entries: String,
+}
+
+/// A key row: (kind, value, block).
+pub(crate) type BlockKey<'a> = (&'static str, &'a str, i64);
+
+/// The segments and block keys of `rows`, which are in position order.
+pub(crate) fn segments<'a>(
+    rows: &[&'a TimelineRow],
+) -> Result<(Vec<Segment>, BTreeSet<BlockKey<'a>>), StoreError> {
+    let mut segments = Vec::new();
+    let mut keys = BTreeSet::new();
+    for run in rows.chunk_by(|a, b| block_of(a.position) == block_of(b.position)) {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            continue;
+        };
+        let block = block_of(first.position);
+        let entries: Vec<EntryRef<'_>> = run
+            .iter()
+            .map(|r| {
+                EntryRef(
+                    r.position,
+                    &r.manual,
+                    r.version,
+                    &r.event_type,
+                    &r.business_date,
+                    r.declaration.as_deref(),
+                    &r.hs,
+                    &r.counterparties,
+                )
+            })
+            .collect();
+        let entries = serde_json::to_string(&entries)
+            .map_err(|e| StoreError::Integrity(format!("a timeline segment: {e}")))?;
+        let mut min_date = first.business_date.as_str();
+        let mut max_date = min_date;
+        for &row in run {
+            min_date = min_date.min(&row.business_date);
+            max_date = max_date.max(&row.business_date);
+            keys.insert((KEY_MANUAL, row.manual.as_str(), block));
+            if let Some(declaration) = &row.declaration {
+                keys.insert((KEY_DECLARATION, declaration.as_str(), block));
+            }
+            keys.extend(row.hs.iter().map(|v| (KEY_HS, v.as_str(), block)));
+            keys.extend(
+                row.counterparties
+                    .iter()
+                    .map(|v| (KEY_COUNTERPARTY, v.as_str(), block)),
+            );
+        }
+        segments.push(Segment {
+            block,
+            first_position: first.position,
+            last_position: last.position,
+            min_date: min_date.to_owned(),
+            max_date: max_date.to_owned(),
+            entries,
+        });
+    }
+    Ok((segments, keys))
+}
+
+/// The rows of a segment's `entries`.
+pub(crate) fn decode_entries(entries: &str) -> Result<Vec<TimelineRow>, StoreError> {
+    let entries: Vec<Entry> = serde_json::from_str(entries)
+        .map_err(|e| StoreError::Integrity(format!("a timeline segment is not as written: {e}")))?;
+    Ok(entries.into_iter().map(TimelineRow::from).collect())
+}
+
+/// The keys `row` puts on its block, as [`segments`] writes them.
+pub fn row_keys(row: &TimelineRow) -> impl Iterator<Item = (&'static str, &str)> {
+    std::iter::once((KEY_MANUAL, row.manual.as_str()))
+        .chain(
+            row.declaration
+                .iter()
+                .map(|d| (KEY_DECLARATION, d.as_str())),
+        )
+        .chain(row.hs.iter().map(|v| (KEY_HS, v.as_str())))
+        .chain(
+            row.counterparties
+                .iter()
+                .map(|v| (KEY_COUNTERPARTY, v.as_str())),
+        )
+}
+
+/// The values of one kind of key a block must hold one of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyFilter {
+    pub kind: &'static str,
+    pub values: Vec<String>,
+}
+
+/// A [`TimelineFilter`] made ready to test rows: the manuals of its
+/// enterprise found, its dates written as the rows write them.
+#[derive(Debug, Clone)]
+pub(crate) struct RowFilter {
+    manuals: Option<HashSet<String>>,
+    enterprise_manuals: Option<HashSet<String>>,
+    hs_prefix: Option<String>,
+    declaration: Option<String>,
+    counterparty: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl RowFilter {
+    /// `enterprise_manuals`: the manuals the filter's enterprise operates or
+    /// processes for, when it names one.
+    pub fn new(filter: &TimelineFilter, enterprise_manuals: Option<Vec<String>>) -> Self {
+        RowFilter {
+            manuals: (!filter.manuals.is_empty()).then(|| filter.manuals.iter().cloned().collect()),
+            enterprise_manuals: enterprise_manuals.map(|m| m.into_iter().collect()),
+            hs_prefix: filter.hs_prefix.clone(),
+            declaration: filter.declaration.clone(),
+            counterparty: filter.counterparty.clone(),
+            from: filter.from.as_ref().map(crate::chain::format_business_date),
+            to: filter.to.as_ref().map(crate::chain::format_business_date),
+        }
+    }
+
+    /// Whether no row can match (an enterprise with no manual, or no manual
+    /// both named and the enterprise's).
+    pub fn matches_nothing(&self) -> bool {
+        match (&self.manuals, &self.enterprise_manuals) {
+            (_, Some(of_enterprise)) if of_enterprise.is_empty() => true,
+            (Some(named), Some(of_enterprise)) => named.is_disjoint(of_enterprise),
+            _ => false,
+        }
+    }
+
+    pub fn matches(&self, row: &TimelineRow) -> bool {
+        self.manuals
+            .as_ref()
+            .is_none_or(|m| m.contains(&row.manual))
+            && self
+                .enterprise_manuals
+                .as_ref()
+                .is_none_or(|m| m.contains(&row.manual))
+            && self
+                .hs_prefix
+                .as_ref()
+                .is_none_or(|p| row.hs.iter().any(|code| code.starts_with(p.as_str())))
+            && self
+                .declaration
+                .as_ref()
+                .is_none_or(|d| row.declaration.as_ref() == Some(d))
+            && self
+                .counterparty
+                .as_ref()
+                .is_none_or(|c| row.counterparties.contains(c))
+            && self.from.as_ref().is_none_or(|f| row.business_date >= *f)
+            && self.to.as_ref().is_none_or(|t| row.business_date <= *t)
+    }
+
+    /// The first business date a matching row may have, as rows write it.
+    pub fn from(&self) -> Option<&str> {
+        self.from.as_deref()
+    }
+
+    /// The last business date a matching row may have, as rows write it.
+    pub fn to(&self) -> Option<&str> {
+        self.to.as_deref()
+    }
+
+    /// The exact keys a matching row's block holds, the likely fewest blocks
+    /// first: a declaration is one event's, a counterparty a few manuals',
+    /// manuals many blocks'. `hs_codes` are the codes the HS prefix names,
+    /// when they are few enough to look up one by one.
+    pub fn key_filters(&self, hs_codes: Option<Vec<String>>) -> Vec<KeyFilter> {
+        let mut keys = Vec::new();
+        if let Some(declaration) = &self.declaration {
+            keys.push(KeyFilter {
+                kind: KEY_DECLARATION,
+                values: vec![declaration.clone()],
+            });
+        }
+        if let Some(counterparty) = &self.counterparty {
+            keys.push(KeyFilter {
+                kind: KEY_COUNTERPARTY,
+                values: vec![counterparty.clone()],
+            });
+        }
+        let manuals: Option<Vec<String>> = match (&self.manuals, &self.enterprise_manuals) {
+            (Some(named), Some(of_enterprise)) => {
+                Some(named.intersection(of_enterprise).cloned().collect())
+            }
+            (Some(m), None) | (None, Some(m)) => Some(m.iter().cloned().collect()),
+            (None, None) => None,
+        };
+        if let Some(mut manuals) = manuals {
+            manuals.sort();
+            keys.push(KeyFilter {
+                kind: KEY_MANUAL,
+                values: manuals,
+            });
+        }
+        if let Some(codes) = hs_codes {
+            keys.push(KeyFilter {
+                kind: KEY_HS,
+                values: codes,
+            });
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn row(position: i64, manual: &str, date: &str) -> TimelineRow {
+        TimelineRow {
+            position,
+            manual: manual.into(),
+            version: position,
+            event_type: "materials_imported".into(),
+            business_date: date.into(),
+            declaration: Some(format!("D{position}")),
+            hs: vec!["3920100000".into()],
+            counterparties: vec![],
+        }
+    }
+
+    #[test]
+    fn blocks_start_after_each_thousandth_position() {
+        assert_eq!(block_of(1), 0);
+        assert_eq!(block_of(1_000), 0);
+        assert_eq!(block_of(1_001), 1);
+        assert_eq!(block_of(2_000), 1);
+    }
+
+    #[test]
+    fn a_segment_is_the_rows_of_one_block_and_reads_back_as_written() {
+        let rows = [
+            row(999, "M1", "2026-03-02"),
+            row(1_000, "M2", "2026-03-01"),
+            row(1_001, "M1", "2026-03-04"),
+        ];
+        let refs: Vec<&TimelineRow> = rows.iter().collect();
+        let (segments, keys) = segments(&refs).expect("segments");
+        assert_eq!(segments.len(), 2);
+        assert_eq!(
+            (
+                segments[0].block,
+                segments[0].first_position,
+                segments[0].last_position
+            ),
+            (0, 999, 1_000)
+        );
+        assert_eq!(
+            (segments[0].min_date.as_str(), segments[0].max_date.as_str()),
+            ("2026-03-01", "2026-03-02")
+        );
+        assert_eq!(
+            decode_entries(&segments[0].entries).expect("decoded"),
+            rows[..2]
+        );
+        assert_eq!(
+            decode_entries(&segments[1].entries).expect("decoded"),
+            rows[2..]
+        );
+        assert!(keys.contains(&(KEY_MANUAL, "M2", 0)));
+        assert!(!keys.contains(&(KEY_MANUAL, "M2", 1)));
+        assert!(keys.contains(&(KEY_DECLARATION, "D1001", 1)));
+        assert_eq!(keys.iter().filter(|k| k.0 == KEY_HS).count(), 2);
+    }
+
+    #[test]
+    fn a_row_matches_only_when_every_filter_holds() {
+        let filter = TimelineFilter {
+            hs_prefix: Some("3920".into()),
+            from: NaiveDate::from_ymd_opt(2026, 3, 2),
+            ..TimelineFilter::default()
+        };
+        let rows = RowFilter::new(&filter, None);
+        assert!(rows.matches(&row(1, "M1", "2026-03-02")));
+        assert!(!rows.matches(&row(1, "M1", "2026-03-01")));
+        let other = RowFilter::new(
+            &TimelineFilter {
+                hs_prefix: Some("3921".into()),
+                ..TimelineFilter::default()
+            },
+            None,
+        );
+        assert!(!other.matches(&row(1, "M1", "2026-03-02")));
+        let of_enterprise = RowFilter::new(&TimelineFilter::default(), Some(vec!["M2".into()]));
+        assert!(!of_enterprise.matches(&row(1, "M1", "2026-03-02")));
+        assert!(of_enterprise.matches(&row(1, "M2", "2026-03-02")));
+        assert!(RowFilter::new(&TimelineFilter::default(), Some(vec![])).matches_nothing());
+    }
+}
