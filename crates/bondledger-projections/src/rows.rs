@@ -225,22 +225,8 @@ pub fn timeline_row(
     }
     hs.sort();
     hs.dedup();
-    let fields = movement.fields();
-    let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-    let mut counterparties: Vec<String> = [
-        "counterparty_enterprise",
-        "counterparty_manual",
-        "contractor",
-        "from",
-        "to_manual",
-        "from_manual",
-    ]
-    .iter()
-    .filter_map(|key| text(key))
-    .collect();
-    if let Movement::Substituted(s) = movement {
-        counterparties.push(s.counterpart.enterprise.to_string());
-    }
+    let (declaration, parties) = named_parties(movement);
+    let mut counterparties: Vec<String> = parties.into_iter().map(str::to_owned).collect();
     counterparties.sort();
     counterparties.dedup();
     TimelineRow {
@@ -249,9 +235,73 @@ pub fn timeline_row(
         version: stored.version,
         event_type: stored.event_type.clone(),
         business_date: date(stored.business_date),
-        declaration: text("declaration"),
+        declaration: declaration.map(str::to_owned),
         hs,
         counterparties,
+    }
+}
+
+/// The declaration a movement names, and the enterprises and manuals it
+/// names as counterparties: `counterparty_enterprise`, `counterparty_manual`,
+/// `contractor`, `from`, `to_manual`, `from_manual` and
+/// `counterpart.enterprise` (interchange §3, `timeline --counterparty`).
+/// Read from the typed movement, not from its fields as JSON: every event of
+/// a catch-up passes here.
+fn named_parties(movement: &Movement) -> (Option<&str>, Vec<&str>) {
+    use Movement as M;
+    match movement {
+        M::MaterialImported(m) => (Some(m.declaration.as_str()), Vec::new()),
+        M::ProductExported(p) | M::ProductReexported(p) => {
+            (Some(p.declaration.as_str()), Vec::new())
+        }
+        M::ProductReturned(p) => (Some(p.declaration.as_str()), Vec::new()),
+        M::CarryoverOut(c) => (
+            Some(c.declaration.as_str()),
+            vec![
+                c.counterparty_enterprise.as_str(),
+                c.counterparty_manual.as_str(),
+            ],
+        ),
+        M::CarryoverIn(c) => (
+            Some(c.declaration.as_str()),
+            vec![
+                c.counterparty_enterprise.as_str(),
+                c.counterparty_manual.as_str(),
+            ],
+        ),
+        M::RemnantOut(r) => (
+            r.declaration.as_ref().map(|d| d.as_str()),
+            vec![r.to_manual.as_str()],
+        ),
+        M::RemnantIn(r) => (
+            r.declaration.as_ref().map(|d| d.as_str()),
+            vec![r.from_manual.as_str()],
+        ),
+        M::Substituted(s) => (None, vec![s.counterpart.enterprise.as_str()]),
+        M::OutwardShipped(o) => (
+            None,
+            std::iter::once(o.contractor.as_str())
+                .chain(o.from.as_ref().map(|f| f.as_str()))
+                .collect(),
+        ),
+        M::OutwardReturned(o) => (None, vec![o.contractor.as_str()]),
+        M::DomesticSale(d) => (Some(d.declaration.as_str()), Vec::new()),
+        M::MaterialsReturned(m) => (Some(m.declaration.as_str()), Vec::new()),
+        M::MaterialsExchanged(m) => (Some(m.declaration.as_str()), Vec::new()),
+        M::ScrapDisposed(s) => (s.declaration.as_ref().map(|d| d.as_str()), Vec::new()),
+        M::DefectiveDisposed(d) => (d.declaration.as_ref().map(|d| d.as_str()), Vec::new()),
+        M::ManualRegistered(_)
+        | M::ManualAmended(_)
+        | M::UnitConsumptionDeclared(_)
+        | M::Abandoned(_)
+        | M::Destroyed(_)
+        | M::DisasterLoss(_)
+        | M::WorkOrderCompleted(_)
+        | M::GoodsSealed(_)
+        | M::Reported(_)
+        | M::Closed(_)
+        | M::PeriodClosed(_)
+        | M::Reversed(_) => (None, Vec::new()),
     }
 }
 
@@ -742,6 +792,77 @@ mod amended_rows_tests {
                 prop_assert_eq!(table.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), records);
                 prop_assert_eq!(&written, &events);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod named_parties_tests {
+    use super::*;
+    use bondledger_domain::movement::{parse_line, MovementKind};
+    use std::collections::BTreeSet;
+
+    /// The same as read from the movement's fields as JSON, by the names
+    /// interchange §3 gives.
+    fn from_fields(movement: &Movement) -> (Option<String>, BTreeSet<String>) {
+        let fields = movement.fields();
+        let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let mut parties: BTreeSet<String> = [
+            "counterparty_enterprise",
+            "counterparty_manual",
+            "contractor",
+            "from",
+            "to_manual",
+            "from_manual",
+        ]
+        .iter()
+        .filter_map(|key| text(key))
+        .collect();
+        if let Some(enterprise) = fields
+            .get("counterpart")
+            .and_then(|c| c.get("enterprise"))
+            .and_then(|e| e.as_str())
+        {
+            parties.insert(enterprise.to_owned());
+        }
+        (text("declaration"), parties)
+    }
+
+    #[test]
+    fn every_sample_movement_names_the_parties_its_fields_name() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/samples");
+        let mut kinds = BTreeSet::new();
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir).expect("the samples") {
+            let path = entry.expect("an entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).expect("a sample");
+            for line in text.lines().filter(|l| l.starts_with('{')) {
+                let value = serde_json::from_str(line).expect("json");
+                let Ok(envelope) = parse_line(value) else {
+                    continue;
+                };
+                let movement = &envelope.movement;
+                let (declaration, parties) = named_parties(movement);
+                let expected = from_fields(movement);
+                assert_eq!(
+                    (
+                        declaration.map(str::to_owned),
+                        parties.into_iter().map(str::to_owned).collect()
+                    ),
+                    expected,
+                    "{line}"
+                );
+                kinds.insert(movement.kind());
+            }
+        }
+        assert!(files >= 4, "the samples are there");
+        // Every kind of movement is met.
+        for kind in MovementKind::ALL {
+            assert!(kinds.contains(kind), "{kind} is in the samples");
         }
     }
 }

@@ -809,7 +809,7 @@ macro_rules! impl_read_models {
                 after: i64,
                 limit: usize,
             ) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
-                use $crate::timeline::{block_of, decode_entries, RowFilter};
+                use $crate::timeline::{block_of, RowFilter};
                 let limit = limit.min($crate::MAX_PAGE_EVENTS);
                 let enterprise_manuals = match &filter.enterprise {
                     Some(enterprise) => Some(self.enterprise_manuals(enterprise).await?),
@@ -834,9 +834,9 @@ macro_rules! impl_read_models {
                 // or the last segment read when walking them all.
                 let mut from_block = block_of(after.saturating_add(1)).max(0);
                 let mut past = i64::MIN;
-                // Blocks (or segments) read a round: few at first (a page is
+                // Blocks (or segments) read a round: one at first (a page is
                 // often found in one), more while the matches are sparse.
-                let mut a_round = 4usize;
+                let mut a_round = 1usize;
                 'search: loop {
                     let blocks = match keys.split_first() {
                         Some((first, rest)) => Some(self.key_blocks(first, rest, from_block, a_round).await?),
@@ -849,13 +849,8 @@ macro_rules! impl_read_models {
                         .timeline_segments(blocks.as_deref(), past, after, a_round, &rows)
                         .await?;
                     for (_, entries) in &segments {
-                        for row in decode_entries(entries)? {
-                            if row.position > after && rows.matches(&row) {
-                                positions.push(row.position);
-                                if positions.len() == limit {
-                                    break 'search;
-                                }
-                            }
+                        if rows.matching_positions(entries, after, limit, &mut positions)? {
+                            break 'search;
                         }
                     }
                     match &blocks {

@@ -10,8 +10,10 @@
 //! Everything here is plain text the projection computed; nothing is
 //! interpreted.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::readmodel::{TimelineFilter, TimelineRow};
@@ -44,6 +46,19 @@ struct EntryRef<'a>(
     Option<&'a str>,
     &'a [String],
     &'a [String],
+);
+
+/// One event's row, read in place from a segment's text where it can be.
+#[derive(Deserialize)]
+struct EntryView<'a>(
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    IgnoredAny,
+    IgnoredAny,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Vec<Cow<'a, str>>,
+    #[serde(borrow)] Vec<Cow<'a, str>>,
 );
 
 #[derive(Deserialize)]
@@ -211,28 +226,51 @@ impl RowFilter {
         }
     }
 
-    pub fn matches(&self, row: &TimelineRow) -> bool {
-        self.manuals
-            .as_ref()
-            .is_none_or(|m| m.contains(&row.manual))
+    fn matches_view(&self, row: &EntryView<'_>) -> bool {
+        let manual: &str = &row.1;
+        self.manuals.as_ref().is_none_or(|m| m.contains(manual))
             && self
                 .enterprise_manuals
                 .as_ref()
-                .is_none_or(|m| m.contains(&row.manual))
+                .is_none_or(|m| m.contains(manual))
             && self
                 .hs_prefix
                 .as_ref()
-                .is_none_or(|p| row.hs.iter().any(|code| code.starts_with(p.as_str())))
+                .is_none_or(|p| row.6.iter().any(|code| code.starts_with(p.as_str())))
             && self
                 .declaration
                 .as_ref()
-                .is_none_or(|d| row.declaration.as_ref() == Some(d))
+                .is_none_or(|d| row.5.as_deref() == Some(d.as_str()))
             && self
                 .counterparty
                 .as_ref()
-                .is_none_or(|c| row.counterparties.contains(c))
-            && self.from.as_ref().is_none_or(|f| row.business_date >= *f)
-            && self.to.as_ref().is_none_or(|t| row.business_date <= *t)
+                .is_none_or(|c| row.7.iter().any(|v| v == c))
+            && self.from.as_deref().is_none_or(|f| &*row.4 >= f)
+            && self.to.as_deref().is_none_or(|t| &*row.4 <= t)
+    }
+
+    /// Adds to `positions` those of the rows in a segment's `entries` above
+    /// `after` that match, until it holds `limit`; whether it does. The rows
+    /// are read in place, not copied out.
+    pub fn matching_positions(
+        &self,
+        entries: &str,
+        after: i64,
+        limit: usize,
+        positions: &mut Vec<i64>,
+    ) -> Result<bool, StoreError> {
+        let entries: Vec<EntryView<'_>> = serde_json::from_str(entries).map_err(|e| {
+            StoreError::Integrity(format!("a timeline segment is not as written: {e}"))
+        })?;
+        for entry in entries.iter().filter(|e| e.0 > after) {
+            if positions.len() >= limit {
+                break;
+            }
+            if self.matches_view(entry) {
+                positions.push(entry.0);
+            }
+        }
+        Ok(positions.len() >= limit)
     }
 
     /// The first business date a matching row may have, as rows write it.
@@ -349,16 +387,32 @@ mod tests {
         assert_eq!(keys.iter().filter(|k| k.0 == KEY_HS).count(), 2);
     }
 
+    /// The positions of `rows` that `filter` keeps, read from their segments.
+    fn kept(filter: &RowFilter, rows: &[TimelineRow]) -> Vec<i64> {
+        let refs: Vec<&TimelineRow> = rows.iter().collect();
+        let (segments, _) = segments(&refs).expect("segments");
+        let mut positions = Vec::new();
+        for segment in &segments {
+            filter
+                .matching_positions(&segment.entries, 0, 10, &mut positions)
+                .expect("read");
+        }
+        positions
+    }
+
     #[test]
     fn a_row_matches_only_when_every_filter_holds() {
+        let rows = [
+            row(1, "M1", "2026-03-02"),
+            row(2, "M1", "2026-03-01"),
+            row(3, "M2", "2026-03-02"),
+        ];
         let filter = TimelineFilter {
             hs_prefix: Some("3920".into()),
             from: NaiveDate::from_ymd_opt(2026, 3, 2),
             ..TimelineFilter::default()
         };
-        let rows = RowFilter::new(&filter, None);
-        assert!(rows.matches(&row(1, "M1", "2026-03-02")));
-        assert!(!rows.matches(&row(1, "M1", "2026-03-01")));
+        assert_eq!(kept(&RowFilter::new(&filter, None), &rows), [1, 3]);
         let other = RowFilter::new(
             &TimelineFilter {
                 hs_prefix: Some("3921".into()),
@@ -366,10 +420,17 @@ mod tests {
             },
             None,
         );
-        assert!(!other.matches(&row(1, "M1", "2026-03-02")));
+        assert!(kept(&other, &rows).is_empty());
         let of_enterprise = RowFilter::new(&TimelineFilter::default(), Some(vec!["M2".into()]));
-        assert!(!of_enterprise.matches(&row(1, "M1", "2026-03-02")));
-        assert!(of_enterprise.matches(&row(1, "M2", "2026-03-02")));
+        assert_eq!(kept(&of_enterprise, &rows), [3]);
+        let declared = RowFilter::new(
+            &TimelineFilter {
+                declaration: Some("D2".into()),
+                ..TimelineFilter::default()
+            },
+            None,
+        );
+        assert_eq!(kept(&declared, &rows), [2]);
         assert!(RowFilter::new(&TimelineFilter::default(), Some(vec![])).matches_nothing());
     }
 }
