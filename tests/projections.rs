@@ -348,7 +348,7 @@ fn audit_finds_a_tampered_read_model_row(ledger: TestLedger) {
     ledger.expect(&["rebuild"], 0);
     ledger
         .execute_sql(
-            "INSERT INTO rm_timeline_keys (kind, value, block) VALUES ('hs', '0101210010', 0)",
+            "INSERT INTO rm_timeline_keys (kind, value, block, positions) VALUES ('hs', '0101210010', 0, '5')",
         )
         .expect("a timeline key can be added");
     let out = ledger.expect(&["audit"], 5);
@@ -357,6 +357,18 @@ fn audit_finds_a_tampered_read_model_row(ledger: TestLedger) {
             && out.contains(
                 "the key hs \"0101210010\" of the block of positions 1 to 1000 is no event's there"
             ),
+        "{out}"
+    );
+    ledger.expect(&["rebuild"], 0);
+    ledger.expect(&["audit"], 0);
+    // A key that lists fewer events than have it.
+    ledger
+        .execute_sql("UPDATE rm_timeline_keys SET positions = '1' WHERE kind = 'manual' AND value = 'C22012600001'")
+        .expect("a timeline key can be changed");
+    let out = ledger.expect(&["audit"], 5);
+    assert!(
+        out.contains("projection timeline: C22012600001 version")
+            && out.contains("the key manual \"C22012600001\" of its block (positions 1 to 1000) lists positions [1], a replay gives ["),
         "{out}"
     );
     ledger.expect(&["rebuild"], 0);

@@ -56,6 +56,7 @@ CREATE TABLE rm_timeline_keys (
     kind  TEXT NOT NULL,
     value TEXT NOT NULL,
     block BIGINT NOT NULL,
+    positions TEXT NOT NULL,
     PRIMARY KEY (kind, value, block)
 );
 

@@ -6,10 +6,10 @@
 --
 -- Now the rows of a block of 1,000 positions are kept together, as a few
 -- segments (the rows one commit added to the block, in position order), and
--- a key names the blocks holding an event with it, not the events: a query
--- finds its blocks by key, reads their segments and keeps the rows that
--- match exactly. About one key an event is left (declarations are nearly
--- one an event); the others repeat within a block.
+-- a key is one row a block, listing the positions in the block of the
+-- events with it: a query by keys reads their rows, one a block, and one by
+-- dates reads the segments too. About one key row an event is left
+-- (declarations are nearly one an event); the others repeat within a block.
 --
 -- A read model, so nothing is carried over: the timeline's checkpoint goes,
 -- and its next catch-up rebuilds it from the log.
@@ -32,11 +32,14 @@ CREATE INDEX rm_timeline_segments_block ON rm_timeline_segments (block);
 
 -- kind: 'manual', 'hs' (registered HS code of an item moved or declared, or
 -- a carry-over's hs), 'counterparty' (an enterprise or manual named) or
--- 'declaration'; block: (position - 1) / 1000 of an event with it.
+-- 'declaration'; block: (position - 1) / 1000 of an event with it;
+-- positions: those events' positions, ascending, comma-separated, so that a
+-- query by keys alone needs no segment.
 CREATE TABLE rm_timeline_keys (
     kind  TEXT NOT NULL,
     value TEXT NOT NULL,
     block BIGINT NOT NULL,
+    positions TEXT NOT NULL,
     PRIMARY KEY (kind, value, block)
 ) WITHOUT ROWID;
 

@@ -22,15 +22,29 @@ struct BlockKeys {
 }
 
 /// A block's keys, (kind, value), each with the first event (manual,
-/// version) that has it.
-type KeysOfBlock = BTreeMap<(String, String), (String, i64)>;
+/// version) that has it and the positions of all that do.
+type KeysOfBlock = BTreeMap<(String, String), ExpectedKey>;
+
+struct ExpectedKey {
+    manual: String,
+    version: i64,
+    positions: Vec<i64>,
+}
 
 impl BlockKeys {
     fn expect(&mut self, row: &TimelineRow) {
         let keys = self.blocks.entry(block_of(row.position)).or_default();
         for (kind, value) in row_keys(row) {
-            keys.entry((kind.to_owned(), value.to_owned()))
-                .or_insert_with(|| (row.manual.clone(), row.version));
+            let key = keys
+                .entry((kind.to_owned(), value.to_owned()))
+                .or_insert_with(|| ExpectedKey {
+                    manual: row.manual.clone(),
+                    version: row.version,
+                    positions: Vec::new(),
+                });
+            if key.positions.last() != Some(&row.position) {
+                key.positions.push(row.position);
+            }
         }
     }
 
@@ -160,46 +174,68 @@ impl Runner {
         if through < first {
             return Ok(());
         }
-        let mut stored: BTreeMap<i64, BTreeSet<(String, String)>> = BTreeMap::new();
-        for (kind, value, block) in self.store.timeline_block_keys(first, through).await? {
-            stored.entry(block).or_default().insert((kind, value));
+        let mut stored: BTreeMap<i64, BTreeMap<(String, String), Vec<i64>>> = BTreeMap::new();
+        for key in self.store.timeline_block_keys(first, through).await? {
+            stored
+                .entry(key.block)
+                .or_default()
+                .insert((key.kind, key.value), key.positions);
         }
         let expected = block_keys.take_through(through);
+        let span = |block: i64| {
+            format!(
+                "positions {} to {}",
+                block * TIMELINE_BLOCK_EVENTS + 1,
+                (block + 1) * TIMELINE_BLOCK_EVENTS
+            )
+        };
         for (block, keys) in &expected {
             let held = stored.get(block);
-            for ((kind, value), (manual, version)) in keys {
-                if !held.is_some_and(|h| h.contains(&(kind.clone(), value.clone()))) {
-                    breaks.push(ProjectionBreak {
-                        projection: "timeline",
-                        manual: manual.clone(),
-                        version: Some(*version),
-                        what: format!(
-                            "the key {kind} {value:?} of its block (positions {} to {}) is missing: queries by it would not find the event",
-                            block * TIMELINE_BLOCK_EVENTS + 1,
-                            (block + 1) * TIMELINE_BLOCK_EVENTS
-                        ),
-                    });
-                }
+            for ((kind, value), key) in keys {
+                let what = match held.and_then(|h| h.get(&(kind.clone(), value.clone()))) {
+                    None => format!(
+                        "the key {kind} {value:?} of its block ({}) is missing: queries by it would not find the event",
+                        span(*block)
+                    ),
+                    // Audited whole, a key lists exactly the rows with it;
+                    // one manual's, at least that manual's.
+                    Some(positions)
+                        if (whole && *positions != key.positions)
+                            || !key.positions.iter().all(|p| positions.contains(p)) =>
+                    {
+                        format!(
+                            "the key {kind} {value:?} of its block ({}) lists positions {positions:?}, a replay gives {:?}",
+                            span(*block),
+                            key.positions
+                        )
+                    }
+                    Some(_) => continue,
+                };
+                breaks.push(ProjectionBreak {
+                    projection: "timeline",
+                    manual: key.manual.clone(),
+                    version: Some(key.version),
+                    what,
+                });
             }
         }
         if whole {
             for (block, held) in &stored {
                 let keys = expected.get(block);
-                for (kind, value) in held {
+                for (kind, value) in held.keys() {
                     if keys.is_some_and(|k| k.contains_key(&(kind.clone(), value.clone()))) {
                         continue;
                     }
                     let manual = keys
                         .and_then(|k| k.values().next())
-                        .map_or_else(|| "-".to_owned(), |(manual, _)| manual.clone());
+                        .map_or_else(|| "-".to_owned(), |key| key.manual.clone());
                     breaks.push(ProjectionBreak {
                         projection: "timeline",
                         manual,
                         version: None,
                         what: format!(
-                            "the key {kind} {value:?} of the block of positions {} to {} is no event's there",
-                            block * TIMELINE_BLOCK_EVENTS + 1,
-                            (block + 1) * TIMELINE_BLOCK_EVENTS
+                            "the key {kind} {value:?} of the block of {} is no event's there",
+                            span(*block)
                         ),
                     });
                 }

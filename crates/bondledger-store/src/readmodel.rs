@@ -208,6 +208,16 @@ pub enum Change {
     SnapshotRecords(SnapshotRecords),
 }
 
+/// A key of the timeline: the rows of `block` that have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineKey {
+    pub kind: String,
+    pub value: String,
+    pub block: i64,
+    /// Their positions, ascending.
+    pub positions: Vec<i64>,
+}
+
 /// The rows of a projection over events `(from_position, to_position]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectionBatch {
@@ -286,13 +296,13 @@ pub trait ReadModels: Send + Sync {
     async fn timeline_rows(&self, after: i64, limit: usize)
         -> Result<Vec<TimelineRow>, StoreError>;
 
-    /// The timeline's keys of blocks `first_block ..= last_block`, as
-    /// (kind, value, block), for audit.
+    /// The timeline's keys of blocks `first_block ..= last_block`, by
+    /// block, kind and value, for audit.
     async fn timeline_block_keys(
         &self,
         first_block: i64,
         last_block: i64,
-    ) -> Result<Vec<(String, String, i64)>, StoreError>;
+    ) -> Result<Vec<TimelineKey>, StoreError>;
 
     /// Events matching `filter`, positions above `after`, ascending.
     async fn timeline(
@@ -413,22 +423,25 @@ macro_rules! impl_read_models {
             }
 
             /// The first `limit` blocks from `from_block` on holding a key of
-            /// `first` and one of each of `rest`, ascending: each value's
-            /// first `limit` blocks of `first` from the keys' index, merged,
-            /// the others looked up block by block.
+            /// `first`, ascending, each with the positions there of the rows
+            /// that also have one key of each of `rest` (none, in a block
+            /// where no row has them all): each value's first `limit` blocks
+            /// of `first` from the keys' index, merged, the others looked up
+            /// for those blocks.
             async fn key_blocks(
                 &self,
                 first: &$crate::timeline::KeyFilter,
                 rest: &[$crate::timeline::KeyFilter],
                 from_block: i64,
                 limit: usize,
-            ) -> Result<Vec<i64>, $crate::StoreError> {
-                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT block FROM (");
+            ) -> Result<Vec<(i64, Vec<i64>)>, $crate::StoreError> {
+                use $crate::timeline::parse_positions;
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT block, positions FROM (");
                 for (index, value) in first.values.iter().enumerate() {
                     if index > 0 {
                         query.push(" UNION ALL ");
                     }
-                    query.push("SELECT block FROM (SELECT block FROM rm_timeline_keys WHERE kind = ");
+                    query.push("SELECT block, positions FROM (SELECT block, positions FROM rm_timeline_keys WHERE kind = ");
                     query.push_bind(first.kind);
                     query.push(" AND value = ");
                     query.push_bind(value.clone());
@@ -439,21 +452,42 @@ macro_rules! impl_read_models {
                     query.push(") AS c");
                     query.push(index.to_string());
                 }
-                query.push(") AS candidates WHERE 1 = 1");
+                query.push(") AS candidates");
+                let rows: Vec<(i64, String)> = query.build_query_as().fetch_all(&self.$read).await?;
+                let mut blocks: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+                for (block, positions) in rows {
+                    blocks.entry(block).or_default().extend(parse_positions(&positions)?);
+                }
+                let mut blocks: Vec<(i64, Vec<i64>)> = blocks.into_iter().take(limit).collect();
+                for (_, positions) in &mut blocks {
+                    positions.sort_unstable();
+                    positions.dedup();
+                }
                 for key in rest {
-                    query.push(" AND EXISTS (SELECT 1 FROM rm_timeline_keys k WHERE k.kind = ");
+                    let Some(((first_block, _), (last_block, _))) = blocks.first().zip(blocks.last()) else { break };
+                    let mut query = sqlx::QueryBuilder::<$db>::new("SELECT block, positions FROM rm_timeline_keys WHERE kind = ");
                     query.push_bind(key.kind);
-                    query.push(" AND k.block = candidates.block AND k.value IN (");
+                    query.push(" AND block >= ").push_bind(*first_block);
+                    query.push(" AND block <= ").push_bind(*last_block);
+                    query.push(" AND value IN (");
                     let mut values = query.separated(", ");
                     for value in &key.values {
                         values.push_bind(value.clone());
                     }
-                    query.push("))");
+                    query.push(")");
+                    let rows: Vec<(i64, String)> = query.build_query_as().fetch_all(&self.$read).await?;
+                    let mut theirs: std::collections::HashMap<i64, std::collections::HashSet<i64>> = std::collections::HashMap::new();
+                    for (block, positions) in rows {
+                        theirs.entry(block).or_default().extend(parse_positions(&positions)?);
+                    }
+                    for (block, positions) in &mut blocks {
+                        match theirs.get(block) {
+                            Some(held) => positions.retain(|p| held.contains(p)),
+                            None => positions.clear(),
+                        }
+                    }
                 }
-                query.push(" GROUP BY block ORDER BY block LIMIT ");
-                query.push_bind(limit as i64);
-                let rows: Vec<(i64,)> = query.build_query_as().fetch_all(&self.$read).await?;
-                Ok(rows.into_iter().map(|(block,)| block).collect())
+                Ok(blocks)
             }
 
             /// The segments of `blocks` (or, with none given, the first `limit`
@@ -650,13 +684,18 @@ macro_rules! impl_read_models {
                     .bind(&segment.min_date).bind(&segment.max_date).bind(&segment.entries)
                     .execute(&mut *tx).await?;
                 }
-                let keys: Vec<_> = keys.into_iter().collect();
+                // A key a block already has (from an earlier commit into the
+                // same block) gets these later positions after its own.
                 for chunk in keys.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, block) ");
-                    insert.push_values(chunk.iter(), |mut row, (kind, value, block)| {
-                        row.push_bind(*kind).push_bind(*value).push_bind(*block);
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, block, positions) ");
+                    insert.push_values(chunk.iter(), |mut row, (kind, value, block, positions)| {
+                        row.push_bind(*kind).push_bind(*value).push_bind(*block)
+                            .push_bind($crate::timeline::format_positions(positions));
                     });
-                    insert.push(" ON CONFLICT DO NOTHING");
+                    insert.push(
+                        " ON CONFLICT (kind, value, block) DO UPDATE \
+                         SET positions = rm_timeline_keys.positions || ',' || excluded.positions",
+                    );
                     insert.build().execute(&mut *tx).await?;
                 }
                 sqlx::query(
@@ -792,15 +831,25 @@ macro_rules! impl_read_models {
                 Ok(rows)
             }
 
-            async fn timeline_block_keys(&self, first_block: i64, last_block: i64) -> Result<Vec<(String, String, i64)>, $crate::StoreError> {
-                Ok(sqlx::query_as(
-                    "SELECT kind, value, block FROM rm_timeline_keys WHERE block >= $1 AND block <= $2 \
+            async fn timeline_block_keys(&self, first_block: i64, last_block: i64) -> Result<Vec<$crate::readmodel::TimelineKey>, $crate::StoreError> {
+                let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
+                    "SELECT kind, value, block, positions FROM rm_timeline_keys WHERE block >= $1 AND block <= $2 \
                      ORDER BY block, kind, value",
                 )
                 .bind(first_block)
                 .bind(last_block)
                 .fetch_all(&self.$read)
-                .await?)
+                .await?;
+                rows.into_iter()
+                    .map(|(kind, value, block, positions)| {
+                        Ok($crate::readmodel::TimelineKey {
+                            kind,
+                            value,
+                            block,
+                            positions: $crate::timeline::parse_positions(&positions)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn timeline(
@@ -837,31 +886,48 @@ macro_rules! impl_read_models {
                 // Blocks (or segments) read a round: one at first (a page is
                 // often found in one), more while the matches are sparse.
                 let mut a_round = 1usize;
+                let keys_suffice = rows.keys_suffice(&keys);
                 'search: loop {
-                    let blocks = match keys.split_first() {
-                        Some((first, rest)) => Some(self.key_blocks(first, rest, from_block, a_round).await?),
-                        None => None,
-                    };
-                    if blocks.as_ref().is_some_and(Vec::is_empty) {
-                        break;
-                    }
-                    let segments = self
-                        .timeline_segments(blocks.as_deref(), past, after, a_round, &rows)
-                        .await?;
-                    for (_, entries) in &segments {
-                        if rows.matching_positions(entries, after, limit, &mut positions)? {
-                            break 'search;
+                    let Some((first, rest)) = keys.split_first() else {
+                        // No key: every segment in order.
+                        let segments = self.timeline_segments(None, past, after, a_round, &rows).await?;
+                        for (_, entries) in &segments {
+                            if rows.matching_positions(entries, after, limit, &mut positions)? {
+                                break 'search;
+                            }
                         }
-                    }
-                    match &blocks {
-                        Some(blocks) => match blocks.last() {
-                            Some(last) if blocks.len() == a_round => from_block = last + 1,
-                            _ => break,
-                        },
-                        None => match segments.last() {
+                        match segments.last() {
                             Some((first_position, _)) if segments.len() == a_round => past = *first_position,
                             _ => break,
-                        },
+                        }
+                        a_round = (a_round * 2).min($crate::readmodel::MAX_BLOCKS_A_ROUND);
+                        continue;
+                    };
+                    let blocks = self.key_blocks(first, rest, from_block, a_round).await?;
+                    if keys_suffice {
+                        for (_, held) in &blocks {
+                            for position in held.iter().filter(|p| **p > after) {
+                                positions.push(*position);
+                                if positions.len() == limit {
+                                    break 'search;
+                                }
+                            }
+                        }
+                    } else {
+                        // The dates (or a prefix of many codes) are the rows'.
+                        let found: Vec<i64> = blocks.iter().filter(|(_, held)| !held.is_empty()).map(|(block, _)| *block).collect();
+                        if !found.is_empty() {
+                            let segments = self.timeline_segments(Some(&found), past, after, a_round, &rows).await?;
+                            for (_, entries) in &segments {
+                                if rows.matching_positions(entries, after, limit, &mut positions)? {
+                                    break 'search;
+                                }
+                            }
+                        }
+                    }
+                    match blocks.last() {
+                        Some((last, _)) if blocks.len() == a_round => from_block = last + 1,
+                        _ => break,
                     }
                     a_round = (a_round * 2).min($crate::readmodel::MAX_BLOCKS_A_ROUND);
                 }

@@ -11,7 +11,7 @@
 //! interpreted.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -99,15 +99,17 @@ pub(crate) struct Segment {
     pub entries: String,
 }
 
-/// A key row: (kind, value, block).
-pub(crate) type BlockKey<'a> = (&'static str, &'a str, i64);
+/// A key row: (kind, value, block) and the positions in the block of the
+/// rows with the key, ascending.
+pub(crate) type BlockKey<'a> = (&'static str, &'a str, i64, Vec<i64>);
 
-/// The segments and block keys of `rows`, which are in position order.
+/// The segments and block keys of `rows`, which are in position order; the
+/// keys in the order of the keys' index.
 pub(crate) fn segments<'a>(
     rows: &[&'a TimelineRow],
-) -> Result<(Vec<Segment>, BTreeSet<BlockKey<'a>>), StoreError> {
+) -> Result<(Vec<Segment>, Vec<BlockKey<'a>>), StoreError> {
     let mut segments = Vec::new();
-    let mut keys = BTreeSet::new();
+    let mut keyed: Vec<(&'static str, &'a str, i64, i64)> = Vec::new();
     for run in rows.chunk_by(|a, b| block_of(a.position) == block_of(b.position)) {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             continue;
@@ -135,16 +137,7 @@ pub(crate) fn segments<'a>(
         for &row in run {
             min_date = min_date.min(&row.business_date);
             max_date = max_date.max(&row.business_date);
-            keys.insert((KEY_MANUAL, row.manual.as_str(), block));
-            if let Some(declaration) = &row.declaration {
-                keys.insert((KEY_DECLARATION, declaration.as_str(), block));
-            }
-            keys.extend(row.hs.iter().map(|v| (KEY_HS, v.as_str(), block)));
-            keys.extend(
-                row.counterparties
-                    .iter()
-                    .map(|v| (KEY_COUNTERPARTY, v.as_str(), block)),
-            );
+            keyed.extend(row_keys(row).map(|(kind, value)| (kind, value, block, row.position)));
         }
         segments.push(Segment {
             block,
@@ -155,7 +148,43 @@ pub(crate) fn segments<'a>(
             entries,
         });
     }
+    // Sorted whole, a row's keys of one kind (its HS codes, say) keep their
+    // positions ascending; a row naming one key twice counts once.
+    keyed.sort_unstable();
+    keyed.dedup();
+    let mut keys: Vec<BlockKey<'a>> = Vec::new();
+    for (kind, value, block, position) in keyed {
+        match keys.last_mut() {
+            Some(last) if (last.0, last.1, last.2) == (kind, value, block) => last.3.push(position),
+            _ => keys.push((kind, value, block, vec![position])),
+        }
+    }
     Ok((segments, keys))
+}
+
+/// Positions as a key row holds them: ascending, comma-separated.
+pub(crate) fn format_positions(positions: &[i64]) -> String {
+    let mut text = String::with_capacity(positions.len() * 8);
+    for (index, position) in positions.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&position.to_string());
+    }
+    text
+}
+
+/// The positions of a key row.
+pub fn parse_positions(text: &str) -> Result<Vec<i64>, StoreError> {
+    text.split(',')
+        .map(|p| {
+            p.parse().map_err(|_| {
+                StoreError::Integrity(format!(
+                    "a timeline key's positions are not as written: {p:?}"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The rows of a segment's `entries`.
@@ -273,6 +302,15 @@ impl RowFilter {
         Ok(positions.len() >= limit)
     }
 
+    /// Whether the positions of `keys` (as [`Self::key_filters`] gives
+    /// them) are the matches, with no row to read: no dates to test, and an
+    /// HS prefix, if any, among them as its codes.
+    pub fn keys_suffice(&self, keys: &[KeyFilter]) -> bool {
+        self.from.is_none()
+            && self.to.is_none()
+            && (self.hs_prefix.is_none() || keys.iter().any(|k| k.kind == KEY_HS))
+    }
+
     /// The first business date a matching row may have, as rows write it.
     pub fn from(&self) -> Option<&str> {
         self.from.as_deref()
@@ -381,10 +419,18 @@ mod tests {
             decode_entries(&segments[1].entries).expect("decoded"),
             rows[2..]
         );
-        assert!(keys.contains(&(KEY_MANUAL, "M2", 0)));
-        assert!(!keys.contains(&(KEY_MANUAL, "M2", 1)));
-        assert!(keys.contains(&(KEY_DECLARATION, "D1001", 1)));
+        assert!(keys.contains(&(KEY_MANUAL, "M2", 0, vec![1_000])));
+        assert!(keys.contains(&(KEY_MANUAL, "M1", 0, vec![999])));
+        assert!(keys.contains(&(KEY_MANUAL, "M1", 1, vec![1_001])));
+        assert!(keys.contains(&(KEY_DECLARATION, "D1001", 1, vec![1_001])));
+        assert!(keys.contains(&(KEY_HS, "3920100000", 0, vec![999, 1_000])));
         assert_eq!(keys.iter().filter(|k| k.0 == KEY_HS).count(), 2);
+        let positions = [3, 17, 1_000];
+        assert_eq!(
+            parse_positions(&format_positions(&positions)).expect("read back"),
+            positions
+        );
+        assert!(parse_positions("3,x").is_err());
     }
 
     /// The positions of `rows` that `filter` keeps, read from their segments.

@@ -1817,10 +1817,42 @@ pub async fn timeline_queries_find_exactly_the_matching_rows(ledger: TestLedger)
         rows[1_234..1_244]
     );
     let keys = store.timeline_block_keys(2, 2).await.expect("keys");
-    assert!(keys.iter().all(|(_, _, block)| *block == 2));
-    assert!(keys.contains(&("declaration".to_owned(), "D2346".to_owned(), 2)));
-    assert!(keys.contains(&("hs".to_owned(), "8501000000".to_owned(), 2)));
-    assert!(!keys.contains(&("declaration".to_owned(), "D2000".to_owned(), 2)));
+    let key = |kind: &str, value: &str| {
+        keys.iter()
+            .find(|k| k.kind == kind && k.value == value)
+            .map(|k| k.positions.clone())
+    };
+    assert!(keys.iter().all(|k| k.block == 2));
+    assert_eq!(key("declaration", "D2346"), Some(vec![2_346]));
+    assert_eq!(key("hs", "8501000000"), Some(vec![2_345]));
+    assert_eq!(
+        key("declaration", "D2000"),
+        None,
+        "position 2,000 is block 1's"
+    );
+    // Block 1 was written by many commits (1,700, then one event at a
+    // time, then the rest): its keys list every position, in order.
+    let block_1 = store.timeline_block_keys(1, 1).await.expect("keys");
+    let manuals: Vec<i64> = block_1
+        .iter()
+        .filter(|k| k.kind == "manual")
+        .flat_map(|k| k.positions.clone())
+        .collect::<std::collections::BTreeSet<i64>>()
+        .into_iter()
+        .collect();
+    assert_eq!(manuals, (1_001..=2_000).collect::<Vec<i64>>());
+    for k in &block_1 {
+        assert!(k.positions.windows(2).all(|w| w[0] < w[1]), "{k:?}");
+        let expected: Vec<i64> = rows[1_000..2_000]
+            .iter()
+            .filter(|r| {
+                bondledger_store::timeline::row_keys(r)
+                    .any(|(kind, value)| kind == k.kind && value == k.value)
+            })
+            .map(|r| r.position)
+            .collect();
+        assert_eq!(k.positions, expected, "{k:?}");
+    }
 
     let day = |d: u32| NaiveDate::from_ymd_opt(2024, 2, d);
     let filters: Vec<(TimelineFilter, &[&str])> = vec![
