@@ -3,9 +3,10 @@
 //! The rows of a block of [`TIMELINE_BLOCK_EVENTS`] positions are kept
 //! together, as segments: the rows one commit added to the block, in
 //! position order, as one JSON text. A key (an event's manual, HS codes,
-//! counterparties, declaration) names the blocks holding an event with it.
-//! A query finds its blocks by key, reads their segments and keeps the rows
-//! that match every filter exactly: the keys only narrow the search.
+//! counterparties, declaration) names the blocks holding an event with it,
+//! and the positions of those events there. A query by keys reads their
+//! positions; one by dates (or by an HS prefix of many codes) reads the
+//! segments of the blocks found and keeps the rows that match exactly.
 //!
 //! Everything here is plain text the projection computed; nothing is
 //! interpreted.
