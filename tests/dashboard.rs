@@ -26,12 +26,26 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Headless Chromium in a profile of its own, driven through chromedriver.
 struct Browser {
     client: Client,
-    driver: Child,
+}
+
+/// The chromedriver behind a [`Browser`] and the browser's profile: kept
+/// by [`with_browser`] until the session has ended, so that chromedriver
+/// closes Chromium before it is stopped (stopped first, it leaves Chromium
+/// running).
+struct Driver {
+    process: Child,
     _profile: tempfile::TempDir,
 }
 
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 impl Browser {
-    async fn start() -> Browser {
+    async fn start() -> (Browser, Driver) {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -72,11 +86,13 @@ impl Browser {
                 let _ = driver.kill();
                 panic!("no WebDriver session: {error}")
             });
-        Browser {
-            client,
-            driver,
-            _profile: profile,
-        }
+        (
+            Browser { client },
+            Driver {
+                process: driver,
+                _profile: profile,
+            },
+        )
     }
 
     async fn url(&self) -> String {
@@ -173,13 +189,6 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
 /// `target/dashboard-screenshots` of the workspace (or of `CARGO_TARGET_DIR`).
 fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -216,10 +225,12 @@ where
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let browser = Browser::start().await;
+        let (browser, driver) = Browser::start().await;
         let client = browser.client.clone();
         let outcome = tokio::spawn(steps(browser)).await;
+        // The session ends (Chromium with it) before chromedriver stops.
         let _ = client.close().await;
+        drop(driver);
         if let Err(error) = outcome {
             if error.is_panic() {
                 std::panic::resume_unwind(error.into_panic());
