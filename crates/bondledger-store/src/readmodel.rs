@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::{StoreError, StoredEvent};
 
-/// Timeline keys written by one INSERT: 3 parameters a row keeps a
+/// Timeline keys written by one INSERT: 4 parameters a row keeps a
 /// statement well under SQLite's limit of 32,766.
 pub const TIMELINE_ROWS_PER_STATEMENT: usize = 2_000;
 

@@ -14,7 +14,6 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::readmodel::{TimelineFilter, TimelineRow};
@@ -54,39 +53,34 @@ struct EntryRef<'a>(
 struct EntryView<'a>(
     i64,
     #[serde(borrow)] Cow<'a, str>,
-    IgnoredAny,
-    IgnoredAny,
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Option<Cow<'a, str>>,
     #[serde(borrow)] Vec<Cow<'a, str>>,
     #[serde(borrow)] Vec<Cow<'a, str>>,
 );
 
-#[derive(Deserialize)]
-struct Entry(
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    Option<String>,
-    Vec<String>,
-    Vec<String>,
-);
-
-impl From<Entry> for TimelineRow {
-    fn from(e: Entry) -> Self {
+impl From<EntryView<'_>> for TimelineRow {
+    fn from(e: EntryView<'_>) -> Self {
+        let owned = |values: Vec<Cow<'_, str>>| values.into_iter().map(Cow::into_owned).collect();
         TimelineRow {
             position: e.0,
-            manual: e.1,
+            manual: e.1.into_owned(),
             version: e.2,
-            event_type: e.3,
-            business_date: e.4,
-            declaration: e.5,
-            hs: e.6,
-            counterparties: e.7,
+            event_type: e.3.into_owned(),
+            business_date: e.4.into_owned(),
+            declaration: e.5.map(Cow::into_owned),
+            hs: owned(e.6),
+            counterparties: owned(e.7),
         }
     }
+}
+
+/// The rows of a segment's `entries`, read in place.
+fn read_entries(entries: &str) -> Result<Vec<EntryView<'_>>, StoreError> {
+    serde_json::from_str(entries)
+        .map_err(|e| StoreError::Integrity(format!("a timeline segment is not as written: {e}")))
 }
 
 /// The rows one commit adds to one block.
@@ -165,12 +159,12 @@ pub(crate) fn segments<'a>(
 
 /// Positions as a key row holds them: ascending, comma-separated.
 pub(crate) fn format_positions(positions: &[i64]) -> String {
+    use std::fmt::Write;
     let mut text = String::with_capacity(positions.len() * 8);
     for (index, position) in positions.iter().enumerate() {
-        if index > 0 {
-            text.push(',');
-        }
-        text.push_str(&position.to_string());
+        let separator = if index > 0 { "," } else { "" };
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{separator}{position}");
     }
     text
 }
@@ -190,9 +184,10 @@ pub fn parse_positions(text: &str) -> Result<Vec<i64>, StoreError> {
 
 /// The rows of a segment's `entries`.
 pub(crate) fn decode_entries(entries: &str) -> Result<Vec<TimelineRow>, StoreError> {
-    let entries: Vec<Entry> = serde_json::from_str(entries)
-        .map_err(|e| StoreError::Integrity(format!("a timeline segment is not as written: {e}")))?;
-    Ok(entries.into_iter().map(TimelineRow::from).collect())
+    Ok(read_entries(entries)?
+        .into_iter()
+        .map(TimelineRow::from)
+        .collect())
 }
 
 /// The keys `row` puts on its block, as [`segments`] writes them.
@@ -289,10 +284,7 @@ impl RowFilter {
         limit: usize,
         positions: &mut Vec<i64>,
     ) -> Result<bool, StoreError> {
-        let entries: Vec<EntryView<'_>> = serde_json::from_str(entries).map_err(|e| {
-            StoreError::Integrity(format!("a timeline segment is not as written: {e}"))
-        })?;
-        for entry in entries.iter().filter(|e| e.0 > after) {
+        for entry in read_entries(entries)?.iter().filter(|e| e.0 > after) {
             if positions.len() >= limit {
                 break;
             }
