@@ -389,11 +389,13 @@ async fn catch_up(ledger: &Ledger) -> anyhow::Result<()> {
 }
 
 async fn audit(ledger: &Ledger, manual: Option<&str>) -> anyhow::Result<u8> {
+    let mut bar = progress::Bar::new("checking hash chains");
+    // Only a bar on a terminal needs the chain's length.
     let last = match manual {
+        _ if !bar.visible() => 0,
         Some(manual) => ledger.store().stream_version(manual).await?,
         None => ledger.store().head_position().await?,
     };
-    let mut bar = progress::Bar::new("checking hash chains");
     let chain_breaks = ledger
         .store()
         .verify_chain_reporting(manual, &mut |done| bar.update(done, last.max(done)))
