@@ -28,6 +28,7 @@ use crate::{
     PreparedRuns, ReplayEvent, StoreError, StoredEvent,
 };
 
+mod copy;
 mod presumed;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -604,7 +605,8 @@ impl WriteTransaction for PostgresSession {
         self.partitions
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;
-        write_plan(&mut self.transaction, plan)
+        let copied = plan.rows.len() >= copy::COPY_FROM_ROWS;
+        write_plan(&mut self.transaction, plan, copied)
             .await
             .map_err(|error| match is_not_as_planned(&error) {
                 // Under the lock nobody else moves them.
@@ -811,17 +813,27 @@ async fn select_ledger_head(
 /// the ledger head and the first [`INSERT_ROWS_PER_STATEMENT`] events (a small append is
 /// one round trip); each further one more events. The first refuses itself, writing
 /// nothing, unless the ledger head and the streams stood where the plan says
-/// ([`is_not_as_planned`]).
-async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<(), StoreError> {
+/// ([`is_not_as_planned`]). When `copied` (a large append under the lock), the first
+/// writes the heads alone and the rows are copied after it (see `copy`).
+async fn write_plan(
+    connection: &mut PgConnection,
+    plan: &AppendPlan,
+    copied: bool,
+) -> Result<(), StoreError> {
     let last = plan.last();
     let (created, moved): (Vec<&StreamMove>, Vec<&StreamMove>) = plan
         .streams
         .iter()
         .partition(|moved| moved.previous_version == 0);
     let mut chunks = plan.rows.chunks(INSERT_ROWS_PER_STATEMENT);
-    let first = chunks
-        .next()
-        .unwrap_or_else(|| unreachable!("a plan is written with rows"));
+    // Copied rows go in after the statement has moved the heads on (the
+    // streams they name are then held).
+    let first = match copied {
+        true => &[],
+        false => chunks
+            .next()
+            .unwrap_or_else(|| unreachable!("a plan is written with rows")),
+    };
     let columns = EventColumns::of(first);
     columns
         .bind(sqlx::query(WRITE_FIRST_STATEMENT))
@@ -843,6 +855,9 @@ async fn write_plan(connection: &mut PgConnection, plan: &AppendPlan) -> Result<
         .bind(moved.len() as i64)
         .execute(&mut *connection)
         .await?;
+    if copied {
+        return copy::copy_rows(connection, &plan.rows).await;
+    }
     for chunk in chunks {
         EventColumns::of(chunk)
             .bind(sqlx::query(INSERT_EVENTS_STATEMENT))

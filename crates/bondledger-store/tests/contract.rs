@@ -73,4 +73,5 @@ contract_tests!(
     a_presumed_append_plans_on_the_last_commit,
     a_presumed_write_cut_off_is_found_not_written,
     timeline_queries_find_exactly_the_matching_rows,
+    a_large_append_stores_every_field_as_given,
 );
