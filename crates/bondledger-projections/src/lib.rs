@@ -412,11 +412,26 @@ impl Runner {
                 ));
                 checkpoints[index] = last;
             }
-            let store = Arc::clone(&self.store);
+            // Each projection's rows and checkpoint are its own: their commits
+            // go side by side (on PostgreSQL, each on a connection of its own;
+            // SQLite's one writer takes them in turn).
+            let commits: Vec<_> = batches
+                .into_iter()
+                .map(|(index, batch)| {
+                    let store = Arc::clone(&self.store);
+                    let commit = tokio::spawn(async move { store.commit_projection(batch).await });
+                    (index, AbortOnDropHandle::new(commit))
+                })
+                .collect();
             *committing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                let mut outcomes = Vec::with_capacity(batches.len());
-                for (index, batch) in batches {
-                    outcomes.push((index, store.commit_projection(batch).await));
+                let mut outcomes = Vec::with_capacity(commits.len());
+                for (index, commit) in commits {
+                    let outcome = commit.await.unwrap_or_else(|error| {
+                        Err(StoreError::Integrity(format!(
+                            "a projection commit stopped: {error}"
+                        )))
+                    });
+                    outcomes.push((index, outcome));
                 }
                 outcomes
             })));
