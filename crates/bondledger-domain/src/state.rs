@@ -117,36 +117,92 @@ impl Registration {
     }
 }
 
-/// One material line of a unit-consumption declaration (单耗).
+/// One material line of a unit-consumption declaration (单耗), with what one
+/// product uses worked out once, as it is declared: deciding a taking sums it
+/// over every product made, and a division each time cost more than the rest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DeclaredLine")]
 pub struct BomLine {
-    pub net: Decimal,
-    pub loss_rate: Decimal,
-    pub tangible_loss_rate: Decimal,
-    pub bonded_share: Decimal,
+    net: Decimal,
+    loss_rate: Decimal,
+    tangible_loss_rate: Decimal,
+    bonded_share: Decimal,
+    /// net ÷ (1 − loss rate), when it can be worked out.
+    #[serde(skip)]
+    unit: Option<Decimal>,
+    /// `unit` × bonded share.
+    #[serde(skip)]
+    bonded: Option<Decimal>,
+}
+
+/// A [`BomLine`] as kept in a snapshot: what was declared.
+#[derive(Deserialize)]
+struct DeclaredLine {
+    net: Decimal,
+    loss_rate: Decimal,
+    tangible_loss_rate: Decimal,
+    bonded_share: Decimal,
+}
+
+impl From<DeclaredLine> for BomLine {
+    fn from(line: DeclaredLine) -> Self {
+        BomLine::new(
+            line.net,
+            line.loss_rate,
+            line.tangible_loss_rate,
+            line.bonded_share,
+        )
+    }
 }
 
 impl BomLine {
+    pub fn new(
+        net: Decimal,
+        loss_rate: Decimal,
+        tangible_loss_rate: Decimal,
+        bonded_share: Decimal,
+    ) -> Self {
+        let kept = Decimal::ONE - loss_rate;
+        let unit = (kept > Decimal::ZERO)
+            .then(|| net.checked_div(kept))
+            .flatten();
+        BomLine {
+            net,
+            loss_rate,
+            tangible_loss_rate,
+            bonded_share,
+            unit,
+            bonded: unit.and_then(|uc| uc.checked_mul(bonded_share)),
+        }
+    }
+
+    pub fn net(&self) -> Decimal {
+        self.net
+    }
+
+    pub fn loss_rate(&self) -> Decimal {
+        self.loss_rate
+    }
+
+    pub fn bonded_share(&self) -> Decimal {
+        self.bonded_share
+    }
+
     /// net ÷ (1 − loss rate): what one product uses, bonded or not.
     /// None where the declaration cannot be converted (a loss rate of 1 or
     /// more, kept only because history was recorded).
     pub fn unit_consumption(&self) -> Option<Decimal> {
-        let kept = Decimal::ONE - self.loss_rate;
-        if kept <= Decimal::ZERO {
-            return None;
-        }
-        self.net.checked_div(kept)
+        self.unit
     }
 
     /// What one product takes from the bonded balance.
     pub fn bonded_consumption(&self) -> Option<Decimal> {
-        self.unit_consumption()
-            .and_then(|uc| uc.checked_mul(self.bonded_share))
+        self.bonded
     }
 
     /// The scrap one product may leave: the tangible part of the loss.
     pub fn scrap_allowance(&self) -> Option<Decimal> {
-        self.bonded_consumption()
+        self.bonded
             .and_then(|c| c.checked_mul(self.tangible_loss_rate))
     }
 }
@@ -872,14 +928,12 @@ impl ManualState {
                         let loss_rate = line.loss_rate.map_or(Decimal::ZERO, |d| d.value());
                         (
                             line.material,
-                            BomLine {
-                                net: line.net.value(),
+                            BomLine::new(
+                                line.net.value(),
                                 loss_rate,
-                                tangible_loss_rate: line
-                                    .tangible_loss_rate
-                                    .map_or(loss_rate, |d| d.value()),
-                                bonded_share: line.bonded_share.map_or(Decimal::ONE, |d| d.value()),
-                            },
+                                line.tangible_loss_rate.map_or(loss_rate, |d| d.value()),
+                                line.bonded_share.map_or(Decimal::ONE, |d| d.value()),
+                            ),
                         )
                     })
                     .collect();

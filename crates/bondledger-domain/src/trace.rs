@@ -381,13 +381,13 @@ impl Tracer {
 /// net × bonded share ÷ (1 − loss rate), dividing last so the figure is
 /// exact whenever it can be.
 fn bonded_draw(line: &BomLine, products: Decimal) -> Option<Decimal> {
-    let kept = Decimal::ONE.checked_sub(line.loss_rate)?;
+    let kept = Decimal::ONE.checked_sub(line.loss_rate())?;
     if kept <= Decimal::ZERO {
         return None;
     }
     products
-        .checked_mul(line.net)?
-        .checked_mul(line.bonded_share)?
+        .checked_mul(line.net())?
+        .checked_mul(line.bonded_share())?
         .checked_div(kept)
 }
 
