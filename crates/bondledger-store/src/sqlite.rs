@@ -497,7 +497,12 @@ async fn insert_events(
         };
         values
             .push_bind(row.position)
-            .push_bind(row.event_id.as_hyphenated().to_string())
+            .push_bind(
+                row.event_id
+                    .as_hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer())
+                    .to_owned(),
+            )
             .push_bind(row.caller_id.as_deref())
             .push_bind(row.stream.as_str())
             .push_bind(row.version)
