@@ -2052,21 +2052,25 @@ pub async fn a_large_append_stores_every_field_as_given(ledger: TestLedger) {
     let written = given
         .iter()
         .flat_map(|(stream, events)| events.iter().map(move |e| (*stream, e)));
-    let appended = appended.iter().flatten();
-    for ((stream, given), (appended, stored)) in written.zip(appended.zip(&stored[2..])) {
-        let place = format!("position {}", stored.position);
-        assert_eq!(stored.event_id, appended.event_id, "{place}");
+    assert_eq!(
+        appended.iter().map(Vec::len).sum::<usize>(),
+        stored.len() - 2
+    );
+    let answered = appended.iter().flatten();
+    for ((stream, event), (answer, row)) in written.zip(answered.zip(&stored[2..])) {
+        let place = format!("position {}", row.position);
+        assert_eq!(row.event_id, answer.event_id, "{place}");
         assert_eq!(
-            (stored.version, stored.position),
-            (appended.version, appended.position)
+            (row.version, row.position),
+            (answer.version, answer.position)
         );
-        assert_eq!(stored.stream, stream, "{place}");
-        assert_eq!(stored.caller_id, given.caller_id, "{place}");
-        assert_eq!(stored.event_type, given.event_type, "{place}");
-        assert_eq!(stored.schema_version, given.schema_version, "{place}");
-        assert_eq!(stored.payload, given.payload, "{place}");
-        assert_eq!(stored.metadata, given.metadata, "{place}");
-        assert_eq!(stored.business_date, given.business_date, "{place}");
+        assert_eq!(row.stream, stream, "{place}");
+        assert_eq!(row.caller_id, event.caller_id, "{place}");
+        assert_eq!(row.event_type, event.event_type, "{place}");
+        assert_eq!(row.schema_version, event.schema_version, "{place}");
+        assert_eq!(row.payload, event.payload, "{place}");
+        assert_eq!(row.metadata, event.metadata, "{place}");
+        assert_eq!(row.business_date, event.business_date, "{place}");
     }
     assert!(stored
         .windows(2)
