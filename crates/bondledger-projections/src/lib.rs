@@ -172,7 +172,8 @@ struct Followed {
 /// A page of the log being read.
 type PageRead = AbortOnDropHandle<Result<Vec<ReplayEvent>, StoreError>>;
 /// A page's commits under way: each projection's index and how its commit went.
-type PageCommit = AbortOnDropHandle<Vec<(usize, Result<(), StoreError>)>>;
+/// A page's commits under way: each projection's index and its commit's task.
+type PageCommit = Vec<(usize, AbortOnDropHandle<Result<(), StoreError>>)>;
 
 /// Follows the log for the projections.
 #[derive(Clone)]
@@ -261,7 +262,9 @@ impl Runner {
         if let (Err(_), Some(commit)) = (&outcome, committing) {
             // What was applied before the failure is committed, as it would
             // have been had the pages gone one after the other.
-            let _ = commit.await;
+            for (_, projection) in commit {
+                let _ = projection.await;
+            }
         }
         outcome
     }
@@ -415,26 +418,17 @@ impl Runner {
             // Each projection's rows and checkpoint are its own: their commits
             // go side by side (on PostgreSQL, each on a connection of its own;
             // SQLite's one writer takes them in turn).
-            let commits: Vec<_> = batches
-                .into_iter()
-                .map(|(index, batch)| {
-                    let store = Arc::clone(&self.store);
-                    let commit = tokio::spawn(async move { store.commit_projection(batch).await });
-                    (index, AbortOnDropHandle::new(commit))
-                })
-                .collect();
-            *committing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                let mut outcomes = Vec::with_capacity(commits.len());
-                for (index, commit) in commits {
-                    let outcome = commit.await.unwrap_or_else(|error| {
-                        Err(StoreError::Integrity(format!(
-                            "a projection commit stopped: {error}"
-                        )))
-                    });
-                    outcomes.push((index, outcome));
-                }
-                outcomes
-            })));
+            *committing = Some(
+                batches
+                    .into_iter()
+                    .map(|(index, batch)| {
+                        let store = Arc::clone(&self.store);
+                        let commit =
+                            tokio::spawn(async move { store.commit_projection(batch).await });
+                        (index, AbortOnDropHandle::new(commit))
+                    })
+                    .collect(),
+            );
             from = last;
         }
         Ok(())
@@ -455,9 +449,16 @@ impl Runner {
         let Some(commit) = commit else {
             return Ok(None);
         };
-        let outcomes = commit.await.map_err(|error| {
-            StoreError::Integrity(format!("a projection commit stopped: {error}"))
-        })?;
+        // Every commit of the page ends before any outcome is taken in.
+        let mut outcomes = Vec::with_capacity(commit.len());
+        for (index, projection) in commit {
+            let outcome = projection.await.unwrap_or_else(|error| {
+                Err(StoreError::Integrity(format!(
+                    "a projection commit stopped: {error}"
+                )))
+            });
+            outcomes.push((index, outcome));
+        }
         let mut moved_elsewhere = false;
         for (index, outcome) in outcomes {
             match outcome {
