@@ -12,7 +12,7 @@
 //! interpreted.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +104,11 @@ pub(crate) fn segments<'a>(
     rows: &[&'a TimelineRow],
 ) -> Result<(Vec<Segment>, Vec<BlockKey<'a>>), StoreError> {
     let mut segments = Vec::new();
-    let mut keyed: Vec<(&'static str, &'a str, i64, i64)> = Vec::new();
+    // Each key's places (block, position), ascending as the rows come. Only
+    // the distinct keys are then put in order, compared as text once each
+    // rather than once for each of their places (a manual or an HS code
+    // has thousands in a page).
+    let mut places: HashMap<(&'static str, &'a str), Vec<(i64, i64)>> = HashMap::new();
     for run in rows.chunk_by(|a, b| block_of(a.position) == block_of(b.position)) {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             continue;
@@ -132,7 +136,9 @@ pub(crate) fn segments<'a>(
         for &row in run {
             min_date = min_date.min(&row.business_date);
             max_date = max_date.max(&row.business_date);
-            keyed.extend(row_keys(row).map(|(kind, value)| (kind, value, block, row.position)));
+            for key in row_keys(row) {
+                places.entry(key).or_default().push((block, row.position));
+            }
         }
         segments.push(Segment {
             block,
@@ -143,15 +149,15 @@ pub(crate) fn segments<'a>(
             entries,
         });
     }
-    // Sorted whole, a row's keys of one kind (its HS codes, say) keep their
-    // positions ascending; a row naming one key twice counts once.
-    keyed.sort_unstable();
-    keyed.dedup();
+    let mut places: Vec<_> = places.into_iter().collect();
+    places.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
     let mut keys: Vec<BlockKey<'a>> = Vec::new();
-    for (kind, value, block, position) in keyed {
-        match keys.last_mut() {
-            Some(last) if (last.0, last.1, last.2) == (kind, value, block) => last.3.push(position),
-            _ => keys.push((kind, value, block, vec![position])),
+    for ((kind, value), mut found) in places {
+        // A row naming one key twice counts once.
+        found.dedup();
+        for run in found.chunk_by(|a, b| a.0 == b.0) {
+            let block = run[0].0;
+            keys.push((kind, value, block, run.iter().map(|&(_, p)| p).collect()));
         }
     }
     Ok((segments, keys))
@@ -418,12 +424,42 @@ mod tests {
         assert!(keys.contains(&(KEY_DECLARATION, "D1001", 1, vec![1_001])));
         assert!(keys.contains(&(KEY_HS, "3920100000", 0, vec![999, 1_000])));
         assert_eq!(keys.iter().filter(|k| k.0 == KEY_HS).count(), 2);
+        let order: Vec<(&str, &str, i64)> = keys.iter().map(|k| (k.0, k.1, k.2)).collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(order, sorted, "keys come in the order of their index");
         let positions = [3, 17, 1_000];
         assert_eq!(
             parse_positions(&format_positions(&positions)).expect("read back"),
             positions
         );
         assert!(parse_positions("3,x").is_err());
+    }
+
+    #[test]
+    fn a_key_named_twice_by_a_row_holds_its_position_once() {
+        let mut twice = row(7, "M1", "2026-03-02");
+        twice.hs = vec![
+            "3920100000".into(),
+            "3920100000".into(),
+            "3901100000".into(),
+        ];
+        let rows = [
+            row(5, "M1", "2026-03-01"),
+            twice,
+            row(1_002, "M1", "2026-03-03"),
+        ];
+        let refs: Vec<&TimelineRow> = rows.iter().collect();
+        let (_, keys) = segments(&refs).expect("segments");
+        let hs: Vec<_> = keys.iter().filter(|k| k.0 == KEY_HS).cloned().collect();
+        assert_eq!(
+            hs,
+            [
+                (KEY_HS, "3901100000", 0, vec![7]),
+                (KEY_HS, "3920100000", 0, vec![5, 7]),
+                (KEY_HS, "3920100000", 1, vec![1_002]),
+            ]
+        );
     }
 
     /// The positions of `rows` that `filter` keeps, read from their segments.
