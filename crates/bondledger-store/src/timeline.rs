@@ -150,7 +150,7 @@ pub(crate) fn segments<'a>(
         });
     }
     let mut places: Vec<_> = places.into_iter().collect();
-    places.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    places.sort_unstable_by_key(|(key, _)| *key);
     let mut keys: Vec<BlockKey<'a>> = Vec::new();
     for ((kind, value), mut found) in places {
         // A row naming one key twice counts once.
