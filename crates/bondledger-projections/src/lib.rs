@@ -171,7 +171,6 @@ struct Followed {
 
 /// A page of the log being read.
 type PageRead = AbortOnDropHandle<Result<Vec<ReplayEvent>, StoreError>>;
-/// A page's commits under way: each projection's index and how its commit went.
 /// A page's commits under way: each projection's index and its commit's task.
 type PageCommit = Vec<(usize, AbortOnDropHandle<Result<(), StoreError>>)>;
 
