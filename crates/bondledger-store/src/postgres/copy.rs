@@ -7,6 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgConnection;
 
+use super::EVENT_COLUMNS;
 use crate::event::EventRow;
 use crate::StoreError;
 
@@ -16,9 +17,6 @@ pub(super) const COPY_FROM_ROWS: usize = 256;
 /// The copy data is sent in pieces of about this many bytes.
 const SEND_BYTES: usize = 1 << 20;
 
-const COPY_EVENTS: &str = "COPY events (position, event_id, caller_id, stream, version, \
-     event_type, schema_version, payload, metadata, business_date, recorded_at, hash) \
-     FROM STDIN (FORMAT binary)";
 const COPY_KEYS: &str =
     "COPY event_keys (event_id, caller_id, position) FROM STDIN (FORMAT binary)";
 
@@ -35,7 +33,9 @@ pub(super) async fn copy_rows(
     connection: &mut PgConnection,
     rows: &[EventRow],
 ) -> Result<(), StoreError> {
-    copy(connection, COPY_EVENTS, rows, 12, encode_event).await?;
+    // `encode_event` writes the fields in the order of `EVENT_COLUMNS`.
+    let events = format!("COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)");
+    copy(connection, &events, rows, 12, encode_event).await?;
     copy(connection, COPY_KEYS, rows, 3, encode_key).await
 }
 
