@@ -616,7 +616,7 @@ mod amended_rows_tests {
     fn sample_state() -> ManualState {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/samples/plastic-bags.jsonl"
+            "/../../tests/samples/plastic-bags.jsonl"
         );
         let text = std::fs::read_to_string(path).expect("the sample");
         let mut ledger = MemoryLedger::new();
@@ -830,7 +830,7 @@ mod named_parties_tests {
 
     #[test]
     fn every_sample_movement_names_the_parties_its_fields_name() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/samples");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/samples");
         let mut kinds = BTreeSet::new();
         let mut files = 0;
         for entry in std::fs::read_dir(dir).expect("the samples") {
