@@ -25,9 +25,10 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 
-    /// A replay read of the SQLite store (its own connections).
+    /// A statement on the SQLite store's own connections: its replay reads
+    /// and its appends.
     #[error("database error: {0}")]
-    ReplayRead(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
 
     #[error("migration error: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -101,7 +102,7 @@ impl StoreError {
                     .is_some_and(|code| TRANSIENT_CODES.contains(&code.as_ref())),
                 _ => false,
             },
-            StoreError::ReplayRead(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
                 failure.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),

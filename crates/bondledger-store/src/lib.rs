@@ -20,6 +20,7 @@ pub mod readmodel;
 mod replication;
 mod sqlite;
 mod sqlite_reads;
+mod sqlite_writes;
 mod store;
 pub mod timeline;
 pub mod tokens;

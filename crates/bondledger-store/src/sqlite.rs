@@ -1,5 +1,7 @@
-//! The SQLite backend: one file in WAL mode, one writer connection (appends run under
-//! `BEGIN IMMEDIATE`), a few reader connections that see committed snapshots.
+//! The SQLite backend: one file in WAL mode, one writer connection for the read
+//! models and tokens, the appends' connection (`sqlite_writes`: under
+//! `BEGIN IMMEDIATE`, holding the writer while they run), and a few reader
+//! connections that see committed snapshots.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,36 +13,28 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Transaction};
+use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::append::{
-    append_in, append_prepared_in, lock_and_look_up_in, may_have_written, refused_commit,
-    restore_in, AppendPlan, KeptReads, LedgerHead, StreamHead, WriteTransaction,
-};
-use crate::chain::{format_business_date, format_recorded_at};
+use crate::append::{LedgerHead, StreamHead};
 use crate::event::{into_stored_events, EventRow};
 use crate::sqlite_reads::{ReplayPage, ReplayReaders};
+use crate::sqlite_writes::Appenders;
 use crate::store::page_size;
 use crate::verify::{verify_ledger, verify_stream};
-use crate::{
-    AppendSession, Appended, Backend, ChainBreak, EventStore, ExpectedVersion, NewEvent,
-    PreparedRuns, ReplayEvent, StoreError, StoredEvent,
-};
+use crate::{AppendSession, Backend, ChainBreak, EventStore, ReplayEvent, StoreError, StoredEvent};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const READER_CONNECTIONS: u32 = 4;
-/// 12 parameters a row: 12,000 a statement, well under SQLite's limit of 32,766.
-const INSERT_ROWS_PER_STATEMENT: usize = 1_000;
 /// Rows the connection's worker thread reads ahead of the caller: with sqlx's
 /// default of 50 the two threads wake each other for every few rows.
 const ROW_BUFFER_ROWS: usize = 10_000;
 const CALLER_IDS_PER_STATEMENT: usize = 1_000;
 
-const EVENT_COLUMNS: &str =
+pub(crate) const EVENT_COLUMNS: &str =
     "position, event_id, caller_id, stream, version, event_type, schema_version, \
                              payload, metadata, business_date, recorded_at, hash";
 
@@ -53,6 +47,8 @@ pub(crate) struct SqliteStore {
     readers: SqlitePool,
     /// Replays' page reads (see `sqlite_reads`).
     replay_readers: Arc<ReplayReaders>,
+    /// Appends' connection (see `sqlite_writes`).
+    appenders: Arc<Appenders>,
 }
 
 impl SqliteStore {
@@ -83,6 +79,7 @@ impl SqliteStore {
             writer,
             readers,
             replay_readers: ReplayReaders::new(path.to_owned(), BUSY_TIMEOUT),
+            appenders: Appenders::new(path.to_owned(), BUSY_TIMEOUT),
         })
     }
 }
@@ -95,14 +92,8 @@ impl EventStore for SqliteStore {
 
     #[tracing::instrument(name = "bondledger.store.begin", skip_all)]
     async fn begin(&self) -> Result<Box<dyn AppendSession>, StoreError> {
-        // IMMEDIATE takes the write lock now rather than at the first write, so two
-        // sessions never both read and then fail to upgrade.
-        let transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Box::new(SqliteSession {
-            transaction,
-            poisoned: false,
-            kept: None,
-        }))
+        let gate = self.writer.acquire().await?;
+        Ok(Box::new(self.appenders.begin(gate).await?))
     }
 
     #[tracing::instrument(name = "bondledger.store.read_stream", skip(self))]
@@ -216,130 +207,6 @@ impl EventStore for SqliteStore {
     }
 }
 
-struct SqliteSession {
-    transaction: Transaction<'static, Sqlite>,
-    /// Set when an append failed after it may have written: the session can only roll back.
-    poisoned: bool,
-    /// What was read under the write lock, as this session's writes since leave it.
-    kept: Option<KeptReads>,
-}
-
-#[async_trait]
-impl AppendSession for SqliteSession {
-    #[tracing::instrument(name = "bondledger.store.session.append", skip_all, fields(stream = %stream, events = events.len()))]
-    async fn append(
-        &mut self,
-        stream: &str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<Appended>, StoreError> {
-        let outcome = append_in(&mut *self, stream, expected, events).await;
-        if outcome.as_ref().is_err_and(may_have_written) {
-            self.poisoned = true;
-        }
-        outcome
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
-    async fn append_prepared(
-        &mut self,
-        runs: PreparedRuns,
-    ) -> Result<Vec<Vec<Appended>>, StoreError> {
-        let outcome = append_prepared_in(&mut *self, runs).await;
-        if outcome.as_ref().is_err_and(may_have_written) {
-            self.poisoned = true;
-        }
-        outcome
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
-    async fn find_by_caller_ids(
-        &mut self,
-        caller_ids: &[String],
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        into_stored_events(select_by_caller_ids(&mut self.transaction, caller_ids).await?)
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.stream_versions", skip_all, fields(streams = streams.len()))]
-    async fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<i64>, StoreError> {
-        Ok(WriteTransaction::stream_heads(self, streams)
-            .await?
-            .into_iter()
-            .map(|head| head.version)
-            .collect())
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
-    async fn head_position(&mut self) -> Result<i64, StoreError> {
-        Ok(self.lock_ledger_head().await?.position)
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.lock_and_look_up", skip_all, fields(ids = caller_ids.len(), streams = streams.len()))]
-    async fn lock_and_look_up(
-        &mut self,
-        caller_ids: &[String],
-        streams: &[&str],
-    ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError> {
-        lock_and_look_up_in(self, caller_ids, streams).await
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
-    async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError> {
-        let outcome = restore_in(&mut *self, events).await;
-        if outcome.is_err() {
-            // A refusal may come after earlier runs of this call were written.
-            self.poisoned = true;
-        }
-        outcome
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        if self.poisoned {
-            self.transaction.rollback().await?;
-            return Err(refused_commit());
-        }
-        Ok(self.transaction.commit().await?)
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.rollback", skip_all)]
-    async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.transaction.rollback().await?)
-    }
-}
-
-#[async_trait]
-impl WriteTransaction for SqliteSession {
-    async fn lock_ledger_head(&mut self) -> Result<LedgerHead, StoreError> {
-        // BEGIN IMMEDIATE already holds the database's write lock.
-        select_ledger_head(&mut self.transaction).await
-    }
-
-    async fn rows_by_caller_ids(
-        &mut self,
-        caller_ids: &[String],
-    ) -> Result<Vec<EventRow>, StoreError> {
-        select_by_caller_ids(&mut self.transaction, caller_ids).await
-    }
-
-    async fn stream_heads(&mut self, streams: &[&str]) -> Result<Vec<StreamHead>, StoreError> {
-        // In process: a statement each costs no round trip.
-        let mut heads = Vec::with_capacity(streams.len());
-        for stream in streams {
-            heads.push(select_stream_head(&mut self.transaction, stream).await?);
-        }
-        Ok(heads)
-    }
-
-    fn kept_reads(&mut self) -> &mut Option<KeptReads> {
-        &mut self.kept
-    }
-
-    async fn write_plan(&mut self, plan: &mut AppendPlan) -> Result<(), StoreError> {
-        write_plan(&mut self.transaction, plan).await
-    }
-}
-
 async fn select_stream(
     connection: &mut SqliteConnection,
     stream: &str,
@@ -424,98 +291,6 @@ async fn select_ledger_head(connection: &mut SqliteConnection) -> Result<LedgerH
         position: row.try_get("position")?,
         recorded_at: recorded_at.as_deref().map(parse_recorded_at).transpose()?,
     })
-}
-
-async fn write_plan(
-    connection: &mut SqliteConnection,
-    plan: &mut AppendPlan,
-) -> Result<(), StoreError> {
-    // The stream rows come first: events reference them.
-    for moved in &plan.streams {
-        if moved.previous_version == 0 {
-            sqlx::query("INSERT INTO streams (stream, version, head_hash) VALUES (?, ?, ?)")
-                .bind(&moved.stream)
-                .bind(moved.version)
-                .bind(&moved.hash)
-                .execute(&mut *connection)
-                .await?;
-        } else {
-            let updated = sqlx::query(
-                "UPDATE streams SET version = ?, head_hash = ? WHERE stream = ? AND version = ?",
-            )
-            .bind(moved.version)
-            .bind(&moved.hash)
-            .bind(&moved.stream)
-            .bind(moved.previous_version)
-            .execute(&mut *connection)
-            .await?;
-            if updated.rows_affected() != 1 {
-                return Err(StoreError::Integrity(format!(
-                    "stream {}: its head moved while the ledger was locked",
-                    moved.stream
-                )));
-            }
-        }
-    }
-    for chunk in plan.rows.chunks_mut(INSERT_ROWS_PER_STATEMENT) {
-        insert_events(connection, chunk).await?;
-    }
-    let last = plan.last();
-    let updated = sqlx::query(
-        "UPDATE ledger_head SET position = ?, recorded_at = ? WHERE id = 1 AND position = ?",
-    )
-    .bind(last.position)
-    .bind(format_recorded_at(&last.recorded_at))
-    .bind(plan.previous_position)
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(StoreError::Integrity(
-            "the ledger head moved while the ledger was locked".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-/// Inserts `rows`, taking their payload, metadata and hash text (bound as they
-/// are, not copied).
-async fn insert_events(
-    connection: &mut SqliteConnection,
-    rows: &mut [EventRow],
-) -> Result<(), StoreError> {
-    let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-    // The rows of one append share their recorded time: formatted once.
-    let mut recorded_at: Option<(DateTime<Utc>, String)> = None;
-    query.push_values(rows, |mut values, row| {
-        let recorded_at = match &recorded_at {
-            Some((time, text)) if *time == row.recorded_at => text.clone(),
-            _ => {
-                let text = format_recorded_at(&row.recorded_at);
-                recorded_at = Some((row.recorded_at, text.clone()));
-                text
-            }
-        };
-        values
-            .push_bind(row.position)
-            .push_bind(
-                row.event_id
-                    .as_hyphenated()
-                    .encode_lower(&mut Uuid::encode_buffer())
-                    .to_owned(),
-            )
-            .push_bind(row.caller_id.as_deref())
-            .push_bind(row.stream.as_str())
-            .push_bind(row.version)
-            .push_bind(row.event_type.as_str())
-            .push_bind(row.schema_version)
-            .push_bind(std::mem::take(&mut row.payload_json))
-            .push_bind(std::mem::take(&mut row.metadata_json))
-            .push_bind(format_business_date(&row.business_date))
-            .push_bind(recorded_at)
-            .push_bind(std::mem::take(&mut row.hash));
-    });
-    query.build().execute(&mut *connection).await?;
-    Ok(())
 }
 
 crate::verify::chain_reads!(SqliteConnection);
