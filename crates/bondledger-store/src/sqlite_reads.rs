@@ -4,7 +4,7 @@
 //! and hands the row over a channel, which costs more than SQLite's own read
 //! of it (docs/adr/0004-replay-reads.md). These connections only ever read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,14 +87,24 @@ impl ReplayReaders {
     fn open(&self) -> Result<Connection, StoreError> {
         // Read-write as SQLite opens a WAL database for readers, but every
         // statement refused a write (`query_only`).
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(self.busy_timeout)?;
+        let connection = open_connection(&self.path, self.busy_timeout)?;
         connection.pragma_update(None, "query_only", "ON")?;
         Ok(connection)
     }
+}
+
+/// A connection of the store's own to the ledger file at `path`, used by one
+/// thread at a time.
+pub(crate) fn open_connection(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(busy_timeout)?;
+    Ok(connection)
 }
 
 fn select(connection: &Connection, page: &ReplayPage) -> Result<Vec<ReplayEvent>, StoreError> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use sqlx::pool::PoolConnection;
 use sqlx::Sqlite;
 use uuid::Uuid;
@@ -30,6 +30,7 @@ use crate::append::{
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::{into_stored_events, EventRow};
 use crate::sqlite::{parse_recorded_at, EVENT_COLUMNS};
+use crate::sqlite_reads::open_connection;
 use crate::{
     AppendSession, Appended, ExpectedVersion, NewEvent, PreparedRuns, StoreError, StoredEvent,
 };
@@ -83,11 +84,7 @@ impl Appenders {
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(self.busy_timeout)?;
+        let connection = open_connection(&self.path, self.busy_timeout)?;
         // The store's settings, which are each connection's own (the WAL
         // journal is the file's): durable by default, every commit fsynced
         // (docs/adr/0002-durability.md); events checked against their streams.
