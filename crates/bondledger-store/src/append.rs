@@ -977,6 +977,96 @@ fn plan_rows(
     rows
 }
 
+/// [`crate::AppendSession`] for a session under the append lock whose reads
+/// and writes are its [`WriteTransaction`]'s, and which has a `poisoned`
+/// flag: set when an append failed after it may have written, so that the
+/// session can only roll back. Every method but the two that end the
+/// session, which each backend gives after the type.
+macro_rules! impl_locked_append_session {
+    ($session:ty, { $($end:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::AppendSession for $session {
+            #[tracing::instrument(name = "bondledger.store.session.append", skip_all, fields(stream = %stream, events = events.len()))]
+            async fn append(
+                &mut self,
+                stream: &str,
+                expected: $crate::ExpectedVersion,
+                events: Vec<$crate::NewEvent>,
+            ) -> Result<Vec<$crate::Appended>, $crate::StoreError> {
+                let outcome = $crate::append::append_in(&mut *self, stream, expected, events).await;
+                if outcome.as_ref().is_err_and($crate::append::may_have_written) {
+                    self.poisoned = true;
+                }
+                outcome
+            }
+
+            #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
+            async fn append_prepared(
+                &mut self,
+                runs: $crate::PreparedRuns,
+            ) -> Result<Vec<Vec<$crate::Appended>>, $crate::StoreError> {
+                let outcome = $crate::append::append_prepared_in(&mut *self, runs).await;
+                if outcome.as_ref().is_err_and($crate::append::may_have_written) {
+                    self.poisoned = true;
+                }
+                outcome
+            }
+
+            #[tracing::instrument(name = "bondledger.store.session.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
+            async fn find_by_caller_ids(
+                &mut self,
+                caller_ids: &[String],
+            ) -> Result<Vec<$crate::StoredEvent>, $crate::StoreError> {
+                $crate::event::into_stored_events(
+                    $crate::append::WriteTransaction::rows_by_caller_ids(self, caller_ids).await?,
+                )
+            }
+
+            #[tracing::instrument(name = "bondledger.store.session.stream_versions", skip_all, fields(streams = streams.len()))]
+            async fn stream_versions(
+                &mut self,
+                streams: &[&str],
+            ) -> Result<Vec<i64>, $crate::StoreError> {
+                Ok($crate::append::WriteTransaction::stream_heads(self, streams)
+                    .await?
+                    .into_iter()
+                    .map(|head| head.version)
+                    .collect())
+            }
+
+            #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
+            async fn head_position(&mut self) -> Result<i64, $crate::StoreError> {
+                Ok($crate::append::WriteTransaction::lock_ledger_head(self).await?.position)
+            }
+
+            #[tracing::instrument(name = "bondledger.store.session.lock_and_look_up", skip_all, fields(ids = caller_ids.len(), streams = streams.len()))]
+            async fn lock_and_look_up(
+                &mut self,
+                caller_ids: &[String],
+                streams: &[&str],
+            ) -> Result<(Vec<$crate::StoredEvent>, Vec<i64>), $crate::StoreError> {
+                $crate::append::lock_and_look_up_in(self, caller_ids, streams).await
+            }
+
+            #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
+            async fn restore(
+                &mut self,
+                events: Vec<$crate::StoredEvent>,
+            ) -> Result<Vec<$crate::Appended>, $crate::StoreError> {
+                let outcome = $crate::append::restore_in(&mut *self, events).await;
+                if outcome.is_err() {
+                    // A refusal may come after earlier runs of this call were written.
+                    self.poisoned = true;
+                }
+                outcome
+            }
+
+            $($end)*
+        }
+    };
+}
+pub(crate) use impl_locked_append_session;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,16 +24,13 @@ use sqlx::Sqlite;
 use uuid::Uuid;
 
 use crate::append::{
-    append_in, append_prepared_in, lock_and_look_up_in, may_have_written, refused_commit,
-    restore_in, AppendPlan, KeptReads, LedgerHead, StreamHead, WriteTransaction,
+    refused_commit, AppendPlan, KeptReads, LedgerHead, StreamHead, WriteTransaction,
 };
 use crate::chain::{format_business_date, format_recorded_at};
-use crate::event::{into_stored_events, EventRow};
+use crate::event::EventRow;
 use crate::sqlite::{parse_recorded_at, EVENT_COLUMNS};
 use crate::sqlite_reads::open_connection;
-use crate::{
-    AppendSession, Appended, ExpectedVersion, NewEvent, PreparedRuns, StoreError, StoredEvent,
-};
+use crate::StoreError;
 
 /// The appends' connection, kept open between sessions.
 pub(crate) struct Appenders {
@@ -153,75 +150,7 @@ impl SqliteSession {
     }
 }
 
-#[async_trait]
-impl AppendSession for SqliteSession {
-    #[tracing::instrument(name = "bondledger.store.session.append", skip_all, fields(stream = %stream, events = events.len()))]
-    async fn append(
-        &mut self,
-        stream: &str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<Appended>, StoreError> {
-        let outcome = append_in(&mut *self, stream, expected, events).await;
-        if outcome.as_ref().is_err_and(may_have_written) {
-            self.poisoned = true;
-        }
-        outcome
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.append_runs", skip_all, fields(runs = runs.len()))]
-    async fn append_prepared(
-        &mut self,
-        runs: PreparedRuns,
-    ) -> Result<Vec<Vec<Appended>>, StoreError> {
-        let outcome = append_prepared_in(&mut *self, runs).await;
-        if outcome.as_ref().is_err_and(may_have_written) {
-            self.poisoned = true;
-        }
-        outcome
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.find_by_caller_ids", skip_all, fields(ids = caller_ids.len()))]
-    async fn find_by_caller_ids(
-        &mut self,
-        caller_ids: &[String],
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        into_stored_events(self.rows_by_caller_ids(caller_ids).await?)
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.stream_versions", skip_all, fields(streams = streams.len()))]
-    async fn stream_versions(&mut self, streams: &[&str]) -> Result<Vec<i64>, StoreError> {
-        Ok(WriteTransaction::stream_heads(self, streams)
-            .await?
-            .into_iter()
-            .map(|head| head.version)
-            .collect())
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.head_position", skip_all)]
-    async fn head_position(&mut self) -> Result<i64, StoreError> {
-        Ok(self.lock_ledger_head().await?.position)
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.lock_and_look_up", skip_all, fields(ids = caller_ids.len(), streams = streams.len()))]
-    async fn lock_and_look_up(
-        &mut self,
-        caller_ids: &[String],
-        streams: &[&str],
-    ) -> Result<(Vec<StoredEvent>, Vec<i64>), StoreError> {
-        lock_and_look_up_in(self, caller_ids, streams).await
-    }
-
-    #[tracing::instrument(name = "bondledger.store.session.restore", skip_all, fields(events = events.len()))]
-    async fn restore(&mut self, events: Vec<StoredEvent>) -> Result<Vec<Appended>, StoreError> {
-        let outcome = restore_in(&mut *self, events).await;
-        if outcome.is_err() {
-            // A refusal may come after earlier runs of this call were written.
-            self.poisoned = true;
-        }
-        outcome
-    }
-
+crate::append::impl_locked_append_session!(SqliteSession, {
     #[tracing::instrument(name = "bondledger.store.session.commit", skip_all)]
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         if self.poisoned {
@@ -235,7 +164,7 @@ impl AppendSession for SqliteSession {
     async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
         self.end("ROLLBACK").await
     }
-}
+});
 
 #[async_trait]
 impl WriteTransaction for SqliteSession {
