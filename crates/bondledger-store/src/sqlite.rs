@@ -297,15 +297,12 @@ crate::verify::chain_reads!(SqliteConnection);
 
 fn decode_event(row: &SqliteRow) -> Result<EventRow, StoreError> {
     let position: i64 = row.try_get("position")?;
-    let unreadable = |column: &str, error: &dyn std::fmt::Display| {
-        StoreError::Integrity(format!("position {position}: unreadable {column}: {error}"))
-    };
-    let event_id: String = row.try_get("event_id")?;
-    let business_date: String = row.try_get("business_date")?;
-    let recorded_at: String = row.try_get("recorded_at")?;
+    let event_id: &str = row.try_get("event_id")?;
+    let business_date: &str = row.try_get("business_date")?;
+    let recorded_at: &str = row.try_get("recorded_at")?;
     Ok(EventRow {
         position,
-        event_id: Uuid::parse_str(&event_id).map_err(|error| unreadable("event_id", &error))?,
+        event_id: parse_event_id(position, event_id)?,
         caller_id: row.try_get("caller_id")?,
         stream: row.try_get("stream")?,
         version: row.try_get("version")?,
@@ -313,11 +310,25 @@ fn decode_event(row: &SqliteRow) -> Result<EventRow, StoreError> {
         schema_version: row.try_get("schema_version")?,
         payload_json: row.try_get("payload")?,
         metadata_json: row.try_get("metadata")?,
-        business_date: NaiveDate::parse_from_str(&business_date, "%Y-%m-%d")
-            .map_err(|error| unreadable("business_date", &error))?,
-        recorded_at: parse_recorded_at(&recorded_at)?,
+        business_date: parse_business_date(position, business_date)?,
+        recorded_at: parse_recorded_at(recorded_at)?,
         hash: row.try_get("hash")?,
     })
+}
+
+/// An event's id as SQLite keeps it: hyphenated text.
+pub(crate) fn parse_event_id(position: i64, text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|error| unreadable(position, "event_id", &error))
+}
+
+/// An event's business date as SQLite keeps it: `YYYY-MM-DD`.
+pub(crate) fn parse_business_date(position: i64, text: &str) -> Result<NaiveDate, StoreError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|error| unreadable(position, "business_date", &error))
+}
+
+fn unreadable(position: i64, column: &str, error: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Integrity(format!("position {position}: unreadable {column}: {error}"))
 }
 
 pub(crate) fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {

@@ -28,7 +28,7 @@ use crate::append::{
 };
 use crate::chain::{format_business_date, format_recorded_at};
 use crate::event::EventRow;
-use crate::sqlite::{parse_recorded_at, EVENT_COLUMNS};
+use crate::sqlite::{parse_business_date, parse_event_id, parse_recorded_at, EVENT_COLUMNS};
 use crate::sqlite_reads::open_connection;
 use crate::StoreError;
 
@@ -353,9 +353,6 @@ fn write_plan(connection: &Connection, plan: &AppendPlan) -> Result<(), StoreErr
 /// A row of `SELECT {EVENT_COLUMNS}`.
 fn decode_event(row: &Row<'_>) -> Result<EventRow, StoreError> {
     let position: i64 = row.get(0)?;
-    let unreadable = |column: &str, error: &dyn std::fmt::Display| {
-        StoreError::Integrity(format!("position {position}: unreadable {column}: {error}"))
-    };
     let text = |index: usize| -> Result<&str, StoreError> {
         Ok(row
             .get_ref(index)?
@@ -364,7 +361,7 @@ fn decode_event(row: &Row<'_>) -> Result<EventRow, StoreError> {
     };
     Ok(EventRow {
         position,
-        event_id: Uuid::parse_str(text(1)?).map_err(|error| unreadable("event_id", &error))?,
+        event_id: parse_event_id(position, text(1)?)?,
         caller_id: row.get(2)?,
         stream: row.get(3)?,
         version: row.get(4)?,
@@ -372,8 +369,7 @@ fn decode_event(row: &Row<'_>) -> Result<EventRow, StoreError> {
         schema_version: row.get(6)?,
         payload_json: row.get(7)?,
         metadata_json: row.get(8)?,
-        business_date: NaiveDate::parse_from_str(text(9)?, "%Y-%m-%d")
-            .map_err(|error| unreadable("business_date", &error))?,
+        business_date: parse_business_date(position, text(9)?)?,
         recorded_at: parse_recorded_at(text(10)?)?,
         hash: row.get(11)?,
     })
