@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sqlx::pool::PoolConnection;
 use sqlx::Sqlite;
@@ -297,26 +296,10 @@ fn write_plan(connection: &Connection, plan: &AppendPlan) -> Result<(), StoreErr
     ))?;
     // The rows of one append share their recorded time and mostly their
     // date: each formatted once for a run of rows with the same.
-    let mut recorded_at: Option<(DateTime<Utc>, String)> = None;
-    let mut business_date: Option<(NaiveDate, String)> = None;
+    let mut recorded_at = Formatted::new(format_recorded_at);
+    let mut business_date = Formatted::new(format_business_date);
     let mut event_id = Uuid::encode_buffer();
     for row in &plan.rows {
-        if recorded_at
-            .as_ref()
-            .is_none_or(|(time, _)| *time != row.recorded_at)
-        {
-            recorded_at = Some((row.recorded_at, format_recorded_at(&row.recorded_at)));
-        }
-        if business_date
-            .as_ref()
-            .is_none_or(|(date, _)| *date != row.business_date)
-        {
-            business_date = Some((row.business_date, format_business_date(&row.business_date)));
-        }
-        let (Some((_, recorded_at)), Some((_, business_date))) = (&recorded_at, &business_date)
-        else {
-            unreachable!("both were formatted above")
-        };
         insert.execute(params![
             row.position,
             &*row.event_id.as_hyphenated().encode_lower(&mut event_id),
@@ -327,8 +310,8 @@ fn write_plan(connection: &Connection, plan: &AppendPlan) -> Result<(), StoreErr
             row.schema_version,
             row.payload_json,
             row.metadata_json,
-            business_date,
-            recorded_at,
+            business_date.of(row.business_date),
+            recorded_at.of(row.recorded_at),
             row.hash,
         ])?;
     }
@@ -339,7 +322,7 @@ fn write_plan(connection: &Connection, plan: &AppendPlan) -> Result<(), StoreErr
         )?
         .execute(params![
             last.position,
-            format_recorded_at(&last.recorded_at),
+            recorded_at.of(last.recorded_at),
             plan.previous_position
         ])?;
     if updated != 1 {
@@ -348,6 +331,28 @@ fn write_plan(connection: &Connection, plan: &AppendPlan) -> Result<(), StoreErr
         ));
     }
     Ok(())
+}
+
+/// The text of the value last formatted, kept while rows repeat the value.
+struct Formatted<T> {
+    format: fn(&T) -> String,
+    last: Option<(T, String)>,
+}
+
+impl<T: PartialEq + Copy> Formatted<T> {
+    fn new(format: fn(&T) -> String) -> Self {
+        Formatted { format, last: None }
+    }
+
+    fn of(&mut self, value: T) -> &str {
+        let format = self.format;
+        let (last, text) = self.last.get_or_insert_with(|| (value, format(&value)));
+        if *last != value {
+            *last = value;
+            *text = format(&value);
+        }
+        text
+    }
 }
 
 /// A row of `SELECT {EVENT_COLUMNS}`.
