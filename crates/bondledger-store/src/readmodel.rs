@@ -576,6 +576,18 @@ macro_rules! impl_read_models {
 
             async fn commit_projection(&self, batch: $crate::readmodel::ProjectionBatch) -> Result<(), $crate::StoreError> {
                 use $crate::readmodel::Change;
+                // The timeline's segments and keys are made before the write
+                // connection is taken: meanwhile it writes other projections'.
+                let timeline: Vec<&$crate::readmodel::TimelineRow> = batch.changes.iter()
+                    .filter_map(|change| match change {
+                        Change::Timeline(row) => Some(row),
+                        _ => None,
+                    })
+                    .collect();
+                let (segments, keys) = $crate::timeline::segments(&timeline)?;
+                let keys: Vec<_> = keys.into_iter()
+                    .map(|(kind, value, block, positions)| (kind, value, block, $crate::timeline::format_positions(&positions)))
+                    .collect();
                 let mut tx = self.$write.begin_with($begin).await?;
                 let lock: Option<&str> = $lock;
                 if let Some(lock) = lock {
@@ -593,7 +605,6 @@ macro_rules! impl_read_models {
                         actual: current,
                     });
                 }
-                let mut timeline: Vec<&$crate::readmodel::TimelineRow> = Vec::new();
                 for change in &batch.changes {
                     match change {
                         Change::ReplaceManual(rows) => {
@@ -633,7 +644,7 @@ macro_rules! impl_read_models {
                             }
                             Self::insert_manual_rows(&mut tx, &amendment.manual, &amendment.balances, &amendment.carryovers, &amendment.deadlines).await?;
                         }
-                        Change::Timeline(t) => timeline.push(t),
+                        Change::Timeline(_) => {}
                         Change::Snapshot(s) => {
                             sqlx::query(
                                 "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state) \
@@ -674,7 +685,6 @@ macro_rules! impl_read_models {
                     }
                 }
                 // A block's rows go in as one segment, and its keys once.
-                let (segments, keys) = $crate::timeline::segments(&timeline)?;
                 for segment in &segments {
                     sqlx::query(
                         "INSERT INTO rm_timeline_segments (first_position, block, last_position, min_date, max_date, entries) \
@@ -689,8 +699,7 @@ macro_rules! impl_read_models {
                 for chunk in keys.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, block, positions) ");
                     insert.push_values(chunk.iter(), |mut row, (kind, value, block, positions)| {
-                        row.push_bind(*kind).push_bind(*value).push_bind(*block)
-                            .push_bind($crate::timeline::format_positions(positions));
+                        row.push_bind(*kind).push_bind(*value).push_bind(*block).push_bind(positions);
                     });
                     insert.push(
                         " ON CONFLICT (kind, value, block) DO UPDATE \
