@@ -297,3 +297,132 @@ fn sqlite_a_runner_overtaken_goes_on_from_where_the_other_got_to() {
 fn postgres_a_runner_overtaken_goes_on_from_where_the_other_got_to() {
     a_runner_overtaken_goes_on_from_where_the_other_got_to(Backend::Postgres);
 }
+
+/// Holds every projection's commit lock from a connection of its own, as a
+/// slow commit or another process's runner would: SQLite's write lock, or
+/// PostgreSQL's advisory lock per projection.
+enum CommitsHeld {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl CommitsHeld {
+    async fn take(test: &TestLedger) -> Self {
+        use sqlx::Connection;
+        match test.backend {
+            Backend::Sqlite => {
+                let mut connection = sqlx::SqliteConnection::connect(&test.url)
+                    .await
+                    .expect("a connection of the test's own");
+                sqlx::raw_sql("BEGIN IMMEDIATE")
+                    .execute(&mut connection)
+                    .await
+                    .expect("the write lock");
+                CommitsHeld::Sqlite(connection)
+            }
+            Backend::Postgres => {
+                let mut connection = sqlx::PgConnection::connect(&test.url)
+                    .await
+                    .expect("a connection of the test's own");
+                sqlx::raw_sql(
+                    "BEGIN; SELECT pg_advisory_xact_lock(7310, hashtext(name)) \
+                     FROM (VALUES ('manuals'), ('timeline'), ('snapshots')) AS p (name)",
+                )
+                .execute(&mut connection)
+                .await
+                .expect("the projections' locks");
+                CommitsHeld::Postgres(connection)
+            }
+        }
+    }
+
+    async fn release(self) {
+        let released = match self {
+            CommitsHeld::Sqlite(mut connection) => sqlx::raw_sql("ROLLBACK")
+                .execute(&mut connection)
+                .await
+                .map(drop),
+            CommitsHeld::Postgres(mut connection) => sqlx::raw_sql("ROLLBACK")
+                .execute(&mut connection)
+                .await
+                .map(drop),
+        };
+        released.expect("the locks released");
+    }
+}
+
+/// A runner whose commit waits (here on a lock another connection holds)
+/// goes on applying the pages after it, and commits what they changed
+/// together once that commit stands: fewer commits than pages, the
+/// checkpoints at the head, and every projection as a fresh replay has it.
+fn a_runner_whose_commit_waits_commits_the_pages_after_it_together(backend: Backend) {
+    let Some(test) = TestLedger::new(backend) else {
+        return;
+    };
+    // Three pages of the log and a part of a fourth.
+    let pages = 4;
+    let steps: Vec<Step> = (0..(pages - 1) * bondledger_store::MAX_PAGE_EVENTS + 500)
+        .map(|n| Step::Import {
+            manual: n % 3,
+            material: 1 + (n % 2) as u32,
+            qty: 1 + (n % 89) as u32,
+        })
+        .collect();
+    let text: String = lines(&steps).iter().map(|l| format!("{l}\n")).collect();
+    let threads = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    threads.block_on(async {
+        let ledger = Ledger::open(&test.url).await.expect("the ledger opens");
+        ledger
+            .import_text("pages.jsonl", &text, Mode::Record, None)
+            .await
+            .expect("recorded");
+        let head = ledger.store().head_position().await.expect("the head");
+        let held = CommitsHeld::take(&test).await;
+        let runner = {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let mut reported: Vec<(String, i64)> = Vec::new();
+                ledger
+                    .catch_up(&mut |name, checkpoint, _| {
+                        reported.push((name.to_owned(), checkpoint));
+                    })
+                    .await
+                    .map(|()| reported)
+            })
+        };
+        // The first page's commit waits meanwhile; the pages after it are
+        // applied (a page takes well under a second, even unoptimized).
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        assert!(!runner.is_finished(), "the runner waits for its commit");
+        held.release().await;
+        let reported = runner
+            .await
+            .expect("the runner ends")
+            .expect("the runner catches up");
+        for name in bondledger_projections::PROJECTIONS {
+            let commits: Vec<i64> = reported
+                .iter()
+                .filter(|(reported, _)| reported == name)
+                .map(|(_, checkpoint)| *checkpoint)
+                .collect();
+            assert_eq!(commits.last(), Some(&head), "{name}: {commits:?}");
+            assert!(commits.len() < pages, "{name}: {commits:?}");
+        }
+        let breaks = ledger.audit_projections(None).await.expect("an audit");
+        assert!(breaks.is_empty(), "{breaks:?}");
+    });
+}
+
+#[test]
+fn sqlite_a_runner_whose_commit_waits_commits_the_pages_after_it_together() {
+    a_runner_whose_commit_waits_commits_the_pages_after_it_together(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_a_runner_whose_commit_waits_commits_the_pages_after_it_together() {
+    a_runner_whose_commit_waits_commits_the_pages_after_it_together(Backend::Postgres);
+}

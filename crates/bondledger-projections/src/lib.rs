@@ -31,6 +31,10 @@ pub const PROJECTIONS: &[&str] = &["manuals", "timeline", "snapshots"];
 /// a cache and change no answer).
 pub const SNAPSHOT_EVERY_EVENTS: i64 = 1_000;
 
+/// At most this many applied events wait for the commit before theirs; then
+/// the runner waits for it (the changes waiting are held in memory).
+const PENDING_EVENTS_AT_MOST: usize = 50_000;
+
 /// The first page a manual is loaded with when a follower first meets it.
 const FIRST_LOAD_PAGE_EVENTS: usize = 100;
 
@@ -169,6 +173,26 @@ struct Followed {
     written_apart: WrittenApart,
 }
 
+/// What was applied since the last commit began, waiting to be committed.
+struct Pending {
+    /// Each projection's changes, in the order of the runner's names.
+    changes: Vec<Vec<Change>>,
+    /// The manuals whose events were applied, in the order first met.
+    touched: Vec<String>,
+    /// How many events were applied.
+    events: usize,
+}
+
+impl Pending {
+    fn new(projections: usize) -> Self {
+        Pending {
+            changes: (0..projections).map(|_| Vec::new()).collect(),
+            touched: Vec::new(),
+            events: 0,
+        }
+    }
+}
+
 /// A page of the log being read.
 type PageRead = AbortOnDropHandle<Result<Vec<ReplayEvent>, StoreError>>;
 /// A page's commits under way: each projection's index and its commit's task.
@@ -281,17 +305,16 @@ impl Runner {
             checkpoints.push(self.store.checkpoint(name).await?);
         }
         let index_of = |projection: &str| names.iter().position(|name| *name == projection);
-        let (manuals, timeline, snapshots) = (
-            index_of("manuals"),
-            index_of("timeline"),
-            index_of("snapshots"),
-        );
+        let (timeline, snapshots) = (index_of("timeline"), index_of("snapshots"));
         // The position every followed state stands at.
         let mut from = checkpoints.iter().copied().min().unwrap_or(0);
         let mut followed: HashMap<String, Followed> = HashMap::new();
         let every = snapshot_every();
         // The next page is read while this one is applied and committed.
         let mut ahead: Option<(i64, PageRead)> = None;
+        // What was applied since the last commit began: its changes, the
+        // manuals it touched and how many events it holds.
+        let mut pending = Pending::new(names.len());
         loop {
             let page = match ahead.take() {
                 Some((after, read)) if after == from => read.await.map_err(|error| {
@@ -311,17 +334,29 @@ impl Runner {
                     .await?
                 {
                     followed.clear();
+                    pending = Pending::new(names.len());
                     from = restart;
                     continue;
                 }
-                break;
+                if pending.events == 0 {
+                    break;
+                }
+                // What waited for that commit is committed, and the log is
+                // read once more for what came meanwhile.
+                *committing = Some(self.commit_pending(
+                    names,
+                    &mut pending,
+                    &mut followed,
+                    &mut checkpoints,
+                    from,
+                ));
+                continue;
             };
             ahead = Some((last, self.read_after(last)));
-            let mut changes: Vec<Vec<Change>> = names.iter().map(|_| Vec::new()).collect();
+            let changes = &mut pending.changes;
             let past = |index: Option<usize>, position: i64| {
                 index.filter(|&index| position > checkpoints[index])
             };
-            let mut touched = Vec::new();
             for stored in &page {
                 if !followed.contains_key(&stored.stream) {
                     let mut loaded = self.load(&stored.stream, from).await?;
@@ -361,76 +396,110 @@ impl Runner {
                         ));
                     }
                 }
-                if !touched.contains(&stored.stream) {
-                    touched.push(stored.stream.clone());
+                if !pending.touched.contains(&stored.stream) {
+                    pending.touched.push(stored.stream.clone());
                 }
             }
-            if let Some(index) = past(manuals, last) {
-                for stream in &touched {
-                    let Some(manual) = followed.get_mut(stream) else {
-                        continue;
-                    };
-                    let Some(state) = manual.replay.state() else {
-                        continue;
-                    };
-                    // The next page amends these rows. Should the commit not
-                    // stand, every manual is read afresh.
-                    let (change, rows) = match manual.written.take() {
-                        Some(previous) => {
-                            let (change, rows) = amended_rows(previous, state);
-                            (Change::AmendManual(Box::new(change)), rows)
-                        }
-                        None => {
-                            let rows = manual_rows(state);
-                            (Change::ReplaceManual(Box::new(rows.clone())), rows)
-                        }
-                    };
-                    changes[index].push(change);
-                    manual.written = Some(rows);
-                }
+            pending.events += page.len();
+            from = last;
+            // While the commit before is under way, the next pages are
+            // applied and their changes wait to go in one commit with these
+            // (up to a bound): a commit costs a transaction and its sync
+            // however little it holds, and applying a page is quicker than
+            // committing it.
+            let under_way = committing
+                .as_ref()
+                .is_some_and(|commit| commit.iter().any(|(_, task)| !task.is_finished()));
+            if under_way && pending.events < PENDING_EVENTS_AT_MOST {
+                continue;
             }
-            // The page before this one must stand before this one is committed.
+            // The commit before this one must stand before this one begins.
             if let Some(restart) = self
                 .committed(names, committing.take(), &mut checkpoints, progress)
                 .await?
             {
                 followed.clear();
+                pending = Pending::new(names.len());
                 from = restart;
                 continue;
             }
-            let mut batches = Vec::new();
-            for (index, changes) in changes.into_iter().enumerate() {
-                if last <= checkpoints[index] {
-                    continue;
-                }
-                batches.push((
-                    index,
-                    ProjectionBatch {
-                        projection: names[index].to_owned(),
-                        from_position: checkpoints[index],
-                        to_position: last,
-                        changes,
-                    },
-                ));
-                checkpoints[index] = last;
-            }
-            // Each projection's rows and checkpoint are its own: their commits
-            // go side by side (on PostgreSQL, each on a connection of its own;
-            // SQLite's one writer takes them in turn).
-            *committing = Some(
-                batches
-                    .into_iter()
-                    .map(|(index, batch)| {
-                        let store = Arc::clone(&self.store);
-                        let commit =
-                            tokio::spawn(async move { store.commit_projection(batch).await });
-                        (index, AbortOnDropHandle::new(commit))
-                    })
-                    .collect(),
-            );
-            from = last;
+            *committing = Some(self.commit_pending(
+                names,
+                &mut pending,
+                &mut followed,
+                &mut checkpoints,
+                last,
+            ));
         }
         Ok(())
+    }
+
+    /// Starts the commits of what is `pending` (applied up to position
+    /// `last`), each projection's beside the others' (on PostgreSQL, each on
+    /// a connection of its own; SQLite's one writer takes them in turn), and
+    /// moves `checkpoints` to `last`; `pending` is left empty.
+    fn commit_pending(
+        &self,
+        names: &[&'static str],
+        pending: &mut Pending,
+        followed: &mut HashMap<String, Followed>,
+        checkpoints: &mut [i64],
+        last: i64,
+    ) -> PageCommit {
+        let Pending {
+            mut changes,
+            touched,
+            ..
+        } = std::mem::replace(pending, Pending::new(names.len()));
+        let manuals = names.iter().position(|name| *name == "manuals");
+        if let Some(index) = manuals.filter(|&index| last > checkpoints[index]) {
+            for stream in &touched {
+                let Some(manual) = followed.get_mut(stream) else {
+                    continue;
+                };
+                let Some(state) = manual.replay.state() else {
+                    continue;
+                };
+                // The next commit amends these rows. Should this one not
+                // stand, every manual is read afresh.
+                let (change, rows) = match manual.written.take() {
+                    Some(previous) => {
+                        let (change, rows) = amended_rows(previous, state);
+                        (Change::AmendManual(Box::new(change)), rows)
+                    }
+                    None => {
+                        let rows = manual_rows(state);
+                        (Change::ReplaceManual(Box::new(rows.clone())), rows)
+                    }
+                };
+                changes[index].push(change);
+                manual.written = Some(rows);
+            }
+        }
+        let mut batches = Vec::new();
+        for (index, changes) in changes.into_iter().enumerate() {
+            if last <= checkpoints[index] {
+                continue;
+            }
+            batches.push((
+                index,
+                ProjectionBatch {
+                    projection: names[index].to_owned(),
+                    from_position: checkpoints[index],
+                    to_position: last,
+                    changes,
+                },
+            ));
+            checkpoints[index] = last;
+        }
+        batches
+            .into_iter()
+            .map(|(index, batch)| {
+                let store = Arc::clone(&self.store);
+                let commit = tokio::spawn(async move { store.commit_projection(batch).await });
+                (index, AbortOnDropHandle::new(commit))
+            })
+            .collect()
     }
 
     /// Waits for `commit` (when there is one) and takes in how it went.
