@@ -971,6 +971,20 @@ fn decode_replay_event(row: &PgRow) -> Result<ReplayEvent, StoreError> {
     })
 }
 
+impl PostgresStore {
+    /// Inserts the key rows of blocks no earlier commit wrote into: copied
+    /// when there are many, as appends copy their events.
+    async fn insert_new_timeline_keys(
+        tx: &mut Transaction<'static, Postgres>,
+        keys: &[crate::readmodel::TimelineKeyRow<'_>],
+    ) -> Result<(), StoreError> {
+        if keys.len() < copy::COPY_FROM_ROWS {
+            return Self::insert_timeline_keys(tx, keys, "").await;
+        }
+        copy::copy_new_timeline_keys(tx, keys).await
+    }
+}
+
 crate::readmodel::impl_read_models!(
     PostgresStore,
     sqlx::Postgres,

@@ -15,6 +15,10 @@ use crate::{StoreError, StoredEvent};
 /// statement well under SQLite's limit of 32,766.
 pub const TIMELINE_ROWS_PER_STATEMENT: usize = 2_000;
 
+/// A timeline key row as written: its kind, value and block, and its
+/// positions there as text (see `timeline::format_positions`).
+pub(crate) type TimelineKeyRow<'a> = (&'static str, &'a str, i64, String);
+
 /// Timeline segments read by one query, for audit.
 pub const SEGMENTS_PER_READ: i64 = 64;
 
@@ -343,6 +347,24 @@ pub trait ReadModels: Send + Sync {
 macro_rules! impl_read_models {
     ($store:ty, $db:ty, $write:ident, $read:ident, $begin:expr, $begin_read:expr, $lock:expr) => {
         impl $store {
+            /// Inserts timeline key rows by statements of many rows each,
+            /// `conflict` after them (an `ON CONFLICT` clause, or nothing).
+            async fn insert_timeline_keys(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                keys: &[$crate::readmodel::TimelineKeyRow<'_>],
+                conflict: &str,
+            ) -> Result<(), $crate::StoreError> {
+                for chunk in keys.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, block, positions) ");
+                    insert.push_values(chunk.iter(), |mut row, (kind, value, block, positions)| {
+                        row.push_bind(*kind).push_bind(*value).push_bind(*block).push_bind(positions);
+                    });
+                    insert.push(conflict);
+                    insert.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             /// Inserts a manual's summary and these of its rows.
             async fn insert_manual_rows(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -694,19 +716,21 @@ macro_rules! impl_read_models {
                     .bind(&segment.min_date).bind(&segment.max_date).bind(&segment.entries)
                     .execute(&mut *tx).await?;
                 }
-                // A key a block already has (from an earlier commit into the
-                // same block) gets these later positions after its own.
-                for chunk in keys.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, block, positions) ");
-                    insert.push_values(chunk.iter(), |mut row, (kind, value, block, positions)| {
-                        row.push_bind(*kind).push_bind(*value).push_bind(*block).push_bind(positions);
-                    });
-                    insert.push(
-                        " ON CONFLICT (kind, value, block) DO UPDATE \
-                         SET positions = rm_timeline_keys.positions || ',' || excluded.positions",
-                    );
-                    insert.build().execute(&mut *tx).await?;
-                }
+                // Only the block the checkpoint stands in can have keys of
+                // an earlier commit (the lock holds it there): a key it
+                // already has gets these later positions after its own. The
+                // blocks after it are new, and their keys simply go in.
+                let open_block = $crate::timeline::block_of(current);
+                let (new_keys, shared_keys): (Vec<_>, Vec<_>) =
+                    keys.into_iter().partition(|(_, _, block, _)| *block > open_block);
+                Self::insert_new_timeline_keys(&mut tx, &new_keys).await?;
+                Self::insert_timeline_keys(
+                    &mut tx,
+                    &shared_keys,
+                    " ON CONFLICT (kind, value, block) DO UPDATE \
+                     SET positions = rm_timeline_keys.positions || ',' || excluded.positions",
+                )
+                .await?;
                 sqlx::query(
                     "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
                      ON CONFLICT (name) DO UPDATE SET position = excluded.position",

@@ -337,6 +337,17 @@ pub(crate) fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError>
         .map_err(|error| StoreError::Integrity(format!("unreadable recorded_at {text:?}: {error}")))
 }
 
+impl SqliteStore {
+    /// Inserts the key rows of blocks no earlier commit wrote into: as any
+    /// key rows, with no clause for a key already there.
+    async fn insert_new_timeline_keys(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        keys: &[crate::readmodel::TimelineKeyRow<'_>],
+    ) -> Result<(), StoreError> {
+        Self::insert_timeline_keys(tx, keys, "").await
+    }
+}
+
 // IMMEDIATE takes the database's write lock before the checkpoint is read, so a
 // runner in another process cannot move it between the read and the commit.
 crate::readmodel::impl_read_models!(

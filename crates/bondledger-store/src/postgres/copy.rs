@@ -2,13 +2,15 @@
 //! STDIN (FORMAT binary)` rather than as arrays unnested in one statement: the
 //! server then stores each row as it arrives, with no array to take apart and
 //! no common table expression to hold the rows, which was most of what a bulk
-//! import cost it beyond the inserts themselves.
+//! import cost it beyond the inserts themselves. A timeline commit copies the
+//! keys of the blocks it opens the same way (see [`copy_new_timeline_keys`]).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgConnection;
 
 use super::EVENT_COLUMNS;
 use crate::event::EventRow;
+use crate::readmodel::TimelineKeyRow;
 use crate::StoreError;
 
 /// From this many rows, an append under the lock copies its events and keys
@@ -19,6 +21,8 @@ const SEND_BYTES: usize = 1 << 20;
 
 const COPY_KEYS: &str =
     "COPY event_keys (event_id, caller_id, position) FROM STDIN (FORMAT binary)";
+const COPY_TIMELINE_KEYS: &str =
+    "COPY rm_timeline_keys (kind, value, block, positions) FROM STDIN (FORMAT binary)";
 
 /// The start of PostgreSQL's binary copy format: its signature, no flags and
 /// no header extension.
@@ -39,12 +43,22 @@ pub(super) async fn copy_rows(
     copy(connection, COPY_KEYS, rows, 3, encode_key).await
 }
 
-async fn copy(
+/// Copies key rows of blocks no earlier commit wrote into (so none of them
+/// can be there yet) into `rm_timeline_keys`: the server stores them as they
+/// come, without the look-up before each row that an upsert makes.
+pub(super) async fn copy_new_timeline_keys(
+    connection: &mut PgConnection,
+    keys: &[TimelineKeyRow<'_>],
+) -> Result<(), StoreError> {
+    copy(connection, COPY_TIMELINE_KEYS, keys, 4, encode_timeline_key).await
+}
+
+async fn copy<T>(
     connection: &mut PgConnection,
     statement: &str,
-    rows: &[EventRow],
+    rows: &[T],
     fields: i16,
-    encode: fn(&mut CopyRow<'_>, &EventRow) -> Result<(), StoreError>,
+    encode: fn(&mut CopyRow<'_>, &T) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut copy_in = connection.copy_in_raw(statement).await?;
     let mut buffer = Vec::with_capacity(SEND_BYTES + (SEND_BYTES >> 3));
@@ -95,6 +109,17 @@ fn encode_key(out: &mut CopyRow<'_>, row: &EventRow) -> Result<(), StoreError> {
     out.field(row.event_id.as_bytes());
     out.text(row.caller_id.as_deref());
     out.bigint(row.position);
+    Ok(())
+}
+
+fn encode_timeline_key(
+    out: &mut CopyRow<'_>,
+    (kind, value, block, positions): &TimelineKeyRow<'_>,
+) -> Result<(), StoreError> {
+    out.field(kind.as_bytes());
+    out.field(value.as_bytes());
+    out.bigint(*block);
+    out.field(positions.as_bytes());
     Ok(())
 }
 
