@@ -171,6 +171,9 @@ struct Followed {
     /// The events whose records the manual's last snapshot keeps apart, in
     /// order (`snapshots`): the next snapshot writes only what changed since.
     written_apart: WrittenApart,
+    /// Whether events of the manual wait to be committed (it is then among
+    /// [`Pending::touched`]).
+    pending: bool,
 }
 
 /// What was applied since the last commit began, waiting to be committed.
@@ -396,7 +399,8 @@ impl Runner {
                         ));
                     }
                 }
-                if !pending.touched.contains(&stored.stream) {
+                if !manual.pending {
+                    manual.pending = true;
                     pending.touched.push(stored.stream.clone());
                 }
             }
@@ -451,12 +455,16 @@ impl Runner {
             touched,
             ..
         } = std::mem::replace(pending, Pending::new(names.len()));
-        let manuals = names.iter().position(|name| *name == "manuals");
-        if let Some(index) = manuals.filter(|&index| last > checkpoints[index]) {
-            for stream in &touched {
-                let Some(manual) = followed.get_mut(stream) else {
-                    continue;
-                };
+        let manuals = names
+            .iter()
+            .position(|name| *name == "manuals")
+            .filter(|&index| last > checkpoints[index]);
+        for stream in &touched {
+            let Some(manual) = followed.get_mut(stream) else {
+                continue;
+            };
+            manual.pending = false;
+            if let Some(index) = manuals {
                 let Some(state) = manual.replay.state() else {
                     continue;
                 };
@@ -612,6 +620,7 @@ impl Runner {
             max_date,
             written: None,
             written_apart: WrittenApart::default(),
+            pending: false,
         })
     }
 }
