@@ -212,6 +212,18 @@ pub enum Change {
     SnapshotRecords(SnapshotRecords),
 }
 
+impl Change {
+    /// The manual whose summary, balance, carry-over and deadline rows the
+    /// change writes, if it writes them.
+    pub fn manual_rows_of(&self) -> Option<&str> {
+        match self {
+            Change::ReplaceManual(rows) => Some(&rows.manual.manual),
+            Change::AmendManual(amendment) => Some(&amendment.manual.manual),
+            Change::Timeline(_) | Change::Snapshot(_) | Change::SnapshotRecords(_) => None,
+        }
+    }
+}
+
 /// A key of the timeline: the rows of `block` that have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineKey {
@@ -365,25 +377,97 @@ macro_rules! impl_read_models {
                 Ok(())
             }
 
-            /// Inserts a manual's summary and these of its rows.
-            async fn insert_manual_rows(
+            /// Writes the rows of `run`, changes to distinct manuals, a
+            /// statement for many manuals at a time: a commit touching
+            /// thousands of manuals makes tens of statements, not a few for
+            /// each of them.
+            async fn write_manual_changes(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                m: &$crate::readmodel::ManualRow,
-                balances: &[$crate::readmodel::BalanceRow],
-                carryovers: &[$crate::readmodel::CarryoverRow],
-                deadlines: &[$crate::readmodel::DeadlineRow],
+                run: &[&$crate::readmodel::Change],
             ) -> Result<(), $crate::StoreError> {
-                sqlx::query(
-                    "INSERT INTO rm_manuals (manual, trade_mode, book, zone, enterprise, processing_enterprise, \
-                     valid_until, version, status, closed, findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&m.manual).bind(&m.trade_mode).bind(&m.book).bind(i64::from(m.zone))
-                .bind(&m.enterprise).bind(&m.processing_enterprise).bind(&m.valid_until)
-                .bind(m.version).bind(&m.status).bind(i64::from(m.closed)).bind(m.findings)
-                .execute(&mut **tx).await?;
+                use $crate::readmodel::{Change, MANUAL_ROWS_PER_STATEMENT as ROWS};
+                let mut replaced: Vec<&str> = Vec::new();
+                let mut summaries = Vec::new();
+                let mut balances = Vec::new();
+                let mut carryovers = Vec::new();
+                let mut deadlines = Vec::new();
+                // The rows an amendment replaces or removes, by key.
+                let mut carryover_keys: Vec<(&str, &str)> = Vec::new();
+                let mut deadline_keys: Vec<(&str, &str, &str)> = Vec::new();
+                for change in run {
+                    match change {
+                        Change::ReplaceManual(rows) => {
+                            replaced.push(&rows.manual.manual);
+                            summaries.push(&rows.manual);
+                            balances.extend(&rows.balances);
+                            carryovers.extend(&rows.carryovers);
+                            deadlines.extend(&rows.deadlines);
+                        }
+                        Change::AmendManual(amendment) => {
+                            let manual = amendment.manual.manual.as_str();
+                            carryover_keys.extend(amendment.removed_carryovers.iter()
+                                .chain(amendment.carryovers.iter().map(|c| &c.event))
+                                .map(|event| (manual, event.as_str())));
+                            deadline_keys.extend(amendment.removed_deadlines.iter().map(|(kind, event)| (kind, event))
+                                .chain(amendment.deadlines.iter().map(|d| (&d.kind, &d.event)))
+                                .map(|(kind, event)| (manual, kind.as_str(), event.as_str())));
+                            summaries.push(&amendment.manual);
+                            balances.extend(&amendment.balances);
+                            carryovers.extend(&amendment.carryovers);
+                            deadlines.extend(&amendment.deadlines);
+                        }
+                        Change::Timeline(_) | Change::Snapshot(_) | Change::SnapshotRecords(_) => {}
+                    }
+                }
+                let manuals: Vec<&str> = summaries.iter().map(|m| m.manual.as_str()).collect();
+                let tables: [(&str, &[&str]); 4] = [
+                    ("rm_balances", &manuals),
+                    ("rm_manuals", &manuals),
+                    ("rm_carryovers", &replaced),
+                    ("rm_deadlines", &replaced),
+                ];
+                for (table, of) in tables {
+                    for chunk in of.chunks(ROWS) {
+                        let mut delete = sqlx::QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE manual IN ("));
+                        let mut listed = delete.separated(", ");
+                        for manual in chunk {
+                            listed.push_bind(*manual);
+                        }
+                        delete.push(")");
+                        delete.build().execute(&mut **tx).await?;
+                    }
+                }
+                for chunk in carryover_keys.chunks(ROWS) {
+                    let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM rm_carryovers WHERE (manual, event) IN (");
+                    delete.push_values(chunk.iter(), |mut row, (manual, event)| {
+                        row.push_bind(*manual).push_bind(*event);
+                    });
+                    delete.push(")");
+                    delete.build().execute(&mut **tx).await?;
+                }
+                for chunk in deadline_keys.chunks(ROWS) {
+                    let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM rm_deadlines WHERE (manual, kind, event) IN (");
+                    delete.push_values(chunk.iter(), |mut row, (manual, kind, event)| {
+                        row.push_bind(*manual).push_bind(*kind).push_bind(*event);
+                    });
+                    delete.push(")");
+                    delete.build().execute(&mut **tx).await?;
+                }
                 // Many rows to a statement: one round trip each would cost
                 // more than the rows themselves.
-                for chunk in balances.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                for chunk in summaries.chunks(ROWS) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO rm_manuals (manual, trade_mode, book, zone, enterprise, processing_enterprise, \
+                         valid_until, version, status, closed, findings) ",
+                    );
+                    insert.push_values(chunk.iter(), |mut row, m| {
+                        row.push_bind(&m.manual).push_bind(&m.trade_mode).push_bind(&m.book).push_bind(i64::from(m.zone))
+                            .push_bind(&m.enterprise).push_bind(&m.processing_enterprise).push_bind(&m.valid_until)
+                            .push_bind(m.version).push_bind(&m.status).push_bind(i64::from(m.closed)).push_bind(m.findings);
+                    });
+                    insert.build().execute(&mut **tx).await?;
+                }
+                for chunk in balances.chunks(ROWS) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO rm_balances (manual, item, hs, name, unit, balance, at_contractors) ",
                     );
@@ -393,7 +477,7 @@ macro_rules! impl_read_models {
                     });
                     insert.build().execute(&mut **tx).await?;
                 }
-                for chunk in carryovers.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                for chunk in carryovers.chunks(ROWS) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO rm_carryovers (manual, event, direction, counterparty_manual, batch, item, qty, \
                          business_date, moved_on) ",
@@ -405,7 +489,7 @@ macro_rules! impl_read_models {
                     });
                     insert.build().execute(&mut **tx).await?;
                 }
-                for chunk in deadlines.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
+                for chunk in deadlines.chunks(ROWS) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO rm_deadlines (manual, kind, event, due, detail) ",
                     );
@@ -627,46 +711,24 @@ macro_rules! impl_read_models {
                         actual: current,
                     });
                 }
+                // Changes to manuals' rows are written a run of distinct
+                // manuals at a time; a manual met again ends the run, so
+                // each manual's changes still go in their order.
+                let mut run: Vec<&Change> = Vec::new();
+                let mut in_run: std::collections::HashSet<&str> = std::collections::HashSet::new();
                 for change in &batch.changes {
+                    if let Some(manual) = change.manual_rows_of() {
+                        if !in_run.insert(manual) {
+                            Self::write_manual_changes(&mut tx, &run).await?;
+                            run.clear();
+                            in_run.clear();
+                            in_run.insert(manual);
+                        }
+                        run.push(change);
+                        continue;
+                    }
                     match change {
-                        Change::ReplaceManual(rows) => {
-                            let manual = &rows.manual.manual;
-                            for table in ["rm_balances", "rm_carryovers", "rm_deadlines", "rm_manuals"] {
-                                sqlx::query(&format!("DELETE FROM {table} WHERE manual = $1")).bind(manual).execute(&mut *tx).await?;
-                            }
-                            Self::insert_manual_rows(&mut tx, &rows.manual, &rows.balances, &rows.carryovers, &rows.deadlines).await?;
-                        }
-                        Change::AmendManual(amendment) => {
-                            let manual = &amendment.manual.manual;
-                            for table in ["rm_balances", "rm_manuals"] {
-                                sqlx::query(&format!("DELETE FROM {table} WHERE manual = $1")).bind(manual).execute(&mut *tx).await?;
-                            }
-                            let carryovers: Vec<&String> = amendment.removed_carryovers.iter()
-                                .chain(amendment.carryovers.iter().map(|c| &c.event)).collect();
-                            for chunk in carryovers.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
-                                let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM rm_carryovers WHERE manual = ");
-                                delete.push_bind(manual).push(" AND event IN (");
-                                let mut events = delete.separated(", ");
-                                for event in chunk {
-                                    events.push_bind(*event);
-                                }
-                                delete.push(")");
-                                delete.build().execute(&mut *tx).await?;
-                            }
-                            let deadlines: Vec<(&String, &String)> = amendment.removed_deadlines.iter().map(|(kind, event)| (kind, event))
-                                .chain(amendment.deadlines.iter().map(|d| (&d.kind, &d.event))).collect();
-                            for chunk in deadlines.chunks($crate::readmodel::MANUAL_ROWS_PER_STATEMENT) {
-                                let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM rm_deadlines WHERE manual = ");
-                                delete.push_bind(manual).push(" AND (kind, event) IN (");
-                                delete.push_values(chunk.iter(), |mut row, (kind, event)| {
-                                    row.push_bind(*kind).push_bind(*event);
-                                });
-                                delete.push(")");
-                                delete.build().execute(&mut *tx).await?;
-                            }
-                            Self::insert_manual_rows(&mut tx, &amendment.manual, &amendment.balances, &amendment.carryovers, &amendment.deadlines).await?;
-                        }
-                        Change::Timeline(_) => {}
+                        Change::ReplaceManual(_) | Change::AmendManual(_) | Change::Timeline(_) => {}
                         Change::Snapshot(s) => {
                             sqlx::query(
                                 "INSERT INTO snapshots (manual, version, position, max_date, recorded_at, state) \
@@ -706,6 +768,7 @@ macro_rules! impl_read_models {
                         }
                     }
                 }
+                Self::write_manual_changes(&mut tx, &run).await?;
                 // A block's rows go in as one segment, and its keys once.
                 for segment in &segments {
                     sqlx::query(

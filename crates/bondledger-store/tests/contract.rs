@@ -74,4 +74,5 @@ contract_tests!(
     a_presumed_write_cut_off_is_found_not_written,
     timeline_queries_find_exactly_the_matching_rows,
     a_large_append_stores_every_field_as_given,
+    manual_rows_are_written_as_each_change_says,
 );

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bondledger_store::chain::canonical_json;
 use bondledger_store::readmodel::{
-    Change, ManualRow, ManualRows, ProjectionBatch, TimelineFilter, TimelineRow,
+    BalanceRow, CarryoverRow, Change, DeadlineRow, ManualAmendment, ManualRow, ManualRows,
+    ProjectionBatch, TimelineFilter, TimelineRow,
 };
 use bondledger_store::tokens::NewToken;
 use bondledger_store::{
@@ -2103,5 +2104,188 @@ pub async fn a_large_append_stores_every_field_as_given(ledger: TestLedger) {
         assert_eq!(replay.business_date, whole.business_date);
         assert_eq!(replay.recorded_at, whole.recorded_at);
         assert_eq!(replay.payload_json, canonical_json(&whole.payload));
+    }
+}
+
+fn balance(manual: &str, item: i64, balance: &str) -> BalanceRow {
+    BalanceRow {
+        manual: manual.to_owned(),
+        item,
+        hs: "7208510000".to_owned(),
+        name: "热轧钢板".to_owned(),
+        unit: "kg".to_owned(),
+        balance: balance.to_owned(),
+        at_contractors: "0".to_owned(),
+    }
+}
+
+fn carryover(manual: &str, event: &str, qty: &str) -> CarryoverRow {
+    CarryoverRow {
+        manual: manual.to_owned(),
+        event: event.to_owned(),
+        direction: "out".to_owned(),
+        counterparty_manual: "C0".to_owned(),
+        batch: None,
+        item: 1,
+        qty: qty.to_owned(),
+        business_date: "2024-03-15".to_owned(),
+        moved_on: "2024-03-15".to_owned(),
+    }
+}
+
+fn deadline(manual: &str, kind: &str, event: &str, due: &str) -> DeadlineRow {
+    DeadlineRow {
+        manual: manual.to_owned(),
+        kind: kind.to_owned(),
+        event: event.to_owned(),
+        due: due.to_owned(),
+        detail: String::new(),
+    }
+}
+
+/// A manual's rows as a replacement gives them: a balance a material, a
+/// carry-over and a deadline of each event in `events`.
+fn whole_manual(manual: &str, version: i64, events: &[&str]) -> ManualRows {
+    let mut rows = manual_row(manual, "E1", "E1");
+    rows.manual.version = version;
+    rows.balances = (1..=3)
+        .map(|item| balance(manual, item, &format!("{version}.{item}")))
+        .collect();
+    rows.carryovers = events.iter().map(|e| carryover(manual, e, "1")).collect();
+    rows.deadlines = events
+        .iter()
+        .map(|e| deadline(manual, "outward_return", e, "2024-06-01"))
+        .collect();
+    rows
+}
+
+/// Commits of the manuals' rows touching many manuals at once, a manual
+/// replaced, then amended in the same commit, others amended beside it:
+/// each manual's rows end as its changes say in their order, and no
+/// manual's rows are touched by another's.
+pub async fn manual_rows_are_written_as_each_change_says(ledger: TestLedger) {
+    let store = ledger.store.as_ref();
+    store
+        .append("m0", ExpectedVersion::Any, events("rows", 3))
+        .await
+        .expect("append");
+    // 1,200 manuals: more than a statement's rows.
+    let names: Vec<String> = (0..1_200).map(|n| format!("M{n:04}")).collect();
+    let first: Vec<Change> = names
+        .iter()
+        .map(|m| Change::ReplaceManual(Box::new(whole_manual(m, 1, &["a", "b"]))))
+        .collect();
+    store
+        .commit_projection(ProjectionBatch {
+            projection: "manuals".to_owned(),
+            from_position: 0,
+            to_position: 1,
+            changes: first,
+        })
+        .await
+        .expect("the first commit");
+    // Every even manual amended: carry-over "a" gone, "b" changed, "c" new;
+    // deadline "a" gone, "c" new; its balances whole. M0001 is replaced,
+    // then amended in the same commit.
+    let amend = |m: &str| ManualAmendment {
+        manual: {
+            let mut row = manual_row(m, "E1", "E1").manual;
+            row.version = 2;
+            row
+        },
+        balances: vec![balance(m, 1, "2.1"), balance(m, 4, "2.4")],
+        removed_carryovers: vec!["a".to_owned()],
+        carryovers: vec![carryover(m, "b", "2"), carryover(m, "c", "3")],
+        removed_deadlines: vec![("outward_return".to_owned(), "a".to_owned())],
+        deadlines: vec![deadline(m, "outward_return", "c", "2024-07-01")],
+    };
+    let mut second: Vec<Change> = names
+        .iter()
+        .step_by(2)
+        .map(|m| Change::AmendManual(Box::new(amend(m))))
+        .collect();
+    second.insert(
+        10,
+        Change::ReplaceManual(Box::new(whole_manual("M0001", 5, &["x"]))),
+    );
+    second.push(Change::AmendManual(Box::new(amend("M0001"))));
+    store
+        .commit_projection(ProjectionBatch {
+            projection: "manuals".to_owned(),
+            from_position: 1,
+            to_position: 2,
+            changes: second,
+        })
+        .await
+        .expect("the second commit");
+
+    let manuals = store.manual_rows(None).await.expect("manuals");
+    assert_eq!(manuals.len(), names.len());
+    for (index, name) in names.iter().enumerate() {
+        let amended = index % 2 == 0 || name == "M0001";
+        let summary = manuals
+            .iter()
+            .find(|m| &m.manual == name)
+            .expect("a summary");
+        assert_eq!(summary.version, if amended { 2 } else { 1 }, "{name}");
+        let balances: Vec<(i64, String)> = store
+            .balance_rows(Some(name))
+            .await
+            .expect("balances")
+            .into_iter()
+            .map(|b| (b.item, b.balance))
+            .collect();
+        let carryovers: Vec<(String, String)> = store
+            .carryover_rows(Some(name))
+            .await
+            .expect("carry-overs")
+            .into_iter()
+            .map(|c| (c.event, c.qty))
+            .collect();
+        let mut carryovers = carryovers;
+        carryovers.sort();
+        let mut deadlines: Vec<(String, String)> = store
+            .deadline_rows(Some(name))
+            .await
+            .expect("deadlines")
+            .into_iter()
+            .map(|d| (d.event, d.due))
+            .collect();
+        deadlines.sort();
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        if name == "M0001" {
+            // Replaced with "x" alone, then amended.
+            assert_eq!(balances, [(1, "2.1".into()), (4, "2.4".into())]);
+            assert_eq!(
+                carryovers,
+                [pair("b", "2"), pair("c", "3"), pair("x", "1")],
+                "{name}"
+            );
+            assert_eq!(
+                deadlines,
+                [pair("c", "2024-07-01"), pair("x", "2024-06-01")],
+                "{name}"
+            );
+        } else if amended {
+            assert_eq!(balances, [(1, "2.1".into()), (4, "2.4".into())], "{name}");
+            assert_eq!(carryovers, [pair("b", "2"), pair("c", "3")], "{name}");
+            assert_eq!(
+                deadlines,
+                [pair("b", "2024-06-01"), pair("c", "2024-07-01")],
+                "{name}"
+            );
+        } else {
+            assert_eq!(
+                balances,
+                [(1, "1.1".into()), (2, "1.2".into()), (3, "1.3".into())],
+                "{name}"
+            );
+            assert_eq!(carryovers, [pair("a", "1"), pair("b", "1")], "{name}");
+            assert_eq!(
+                deadlines,
+                [pair("a", "2024-06-01"), pair("b", "2024-06-01")],
+                "{name}"
+            );
+        }
     }
 }
