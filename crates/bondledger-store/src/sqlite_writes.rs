@@ -87,6 +87,11 @@ impl Appenders {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.pragma_update(None, "temp_store", "MEMORY")?;
+        // 64 MiB of pages, not SQLite's 2 MiB: appends to many streams touch
+        // index pages all over the (stream, version) and caller-id indexes,
+        // which a small cache reads again from the WAL and the file for each
+        // chunk (a 1M import over 2,000 manuals: 35k -> 51k movements/s).
+        connection.pragma_update(None, "cache_size", "-65536")?;
         Ok(connection)
     }
 
