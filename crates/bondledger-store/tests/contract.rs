@@ -75,4 +75,5 @@ contract_tests!(
     timeline_queries_find_exactly_the_matching_rows,
     a_large_append_stores_every_field_as_given,
     manual_rows_are_written_as_each_change_says,
+    a_session_moving_streams_again_and_again_leaves_their_heads_at_commit,
 );

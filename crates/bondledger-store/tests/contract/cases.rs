@@ -2289,3 +2289,81 @@ pub async fn manual_rows_are_written_as_each_change_says(ledger: TestLedger) {
         }
     }
 }
+
+/// A session that moves the same streams again and again (as a bulk import
+/// does, a chunk at a time) sees each where its last append left it, others
+/// see none of it until the commit, and after the commit every stream's head
+/// (version and hash) is where the session left it: the next append outside
+/// extends it and the chain holds.
+pub async fn a_session_moving_streams_again_and_again_leaves_their_heads_at_commit(
+    ledger: TestLedger,
+) {
+    let store = ledger.store.as_ref();
+    store
+        .append("a", ExpectedVersion::Exactly(0), events("a0", 1))
+        .await
+        .expect("append");
+    let mut session = store.begin().await.expect("begin");
+    for round in 1..=5 {
+        session
+            .append("a", ExpectedVersion::Any, events(&format!("a{round}"), 2))
+            .await
+            .expect("append a");
+        session
+            .append(
+                "b",
+                ExpectedVersion::Exactly(3 * (round - 1)),
+                events(&format!("b{round}"), 3),
+            )
+            .await
+            .expect("append b");
+        assert_eq!(
+            session.stream_version("a").await.expect("version"),
+            1 + 2 * round
+        );
+        assert_eq!(
+            session.stream_version("b").await.expect("version"),
+            3 * round
+        );
+    }
+    let stale = session
+        .append("a", ExpectedVersion::Exactly(3), events("stale", 1))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    session.rollback().await.expect("rollback");
+    assert_eq!(store.stream_version("a").await.expect("version"), 1);
+    assert_eq!(store.stream_version("b").await.expect("version"), 0);
+
+    let mut session = store.begin().await.expect("begin");
+    for round in 1..=5 {
+        session
+            .append(
+                "a",
+                ExpectedVersion::Exactly(2 * round - 1),
+                events(&format!("a{round}"), 2),
+            )
+            .await
+            .expect("append a");
+        session
+            .append("b", ExpectedVersion::Any, events(&format!("b{round}"), 3))
+            .await
+            .expect("append b");
+    }
+    assert_eq!(store.stream_version("a").await.expect("version"), 1);
+    session.commit().await.expect("commit");
+    assert_eq!(store.stream_version("a").await.expect("version"), 11);
+    assert_eq!(store.stream_version("b").await.expect("version"), 15);
+    let next = store
+        .append("a", ExpectedVersion::Exactly(11), events("after", 1))
+        .await
+        .expect("the next append extends the head the session left");
+    assert_eq!(next[0].version, 12);
+    store
+        .append("b", ExpectedVersion::Exactly(15), events("after-b", 1))
+        .await
+        .expect("and so for b");
+    assert!(store.verify_chain(None).await.expect("verify").is_empty());
+}
