@@ -3,7 +3,7 @@
 //! The event log is partitioned by position (docs/adr/0003-partitioning.md): an
 //! append makes sure the partitions for its positions exist before it writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -291,6 +291,7 @@ impl EventStore for PostgresStore {
             kept: None,
             last_known: Arc::clone(&self.last_known),
             holds_lock: false,
+            rows_written: HashSet::new(),
             deferred: HashMap::new(),
         }))
     }
@@ -464,11 +465,14 @@ struct PostgresSession {
     /// Whether the session holds the ledger head's row lock (from its first
     /// write or its locked read on): no other append can then move a stream.
     holds_lock: bool,
-    /// Where the session's later writes left the streams they moved, written
-    /// to `streams` once, at commit. Each update of a row leaves a version
-    /// the transaction cannot prune; a bulk import moving thousands of streams
-    /// a chunk made every look-up of a stream walk hundreds of them (a 1M
-    /// import over 2,000 manuals ran at 6k movements/s).
+    /// The streams whose rows this session has written (begun or moved).
+    rows_written: HashSet<String>,
+    /// Where the session's later writes left the streams it had written
+    /// already, written to `streams` once more, at commit. Each update of a
+    /// row leaves a version the transaction cannot prune; a bulk import
+    /// moving thousands of streams a chunk made every look-up of a stream walk
+    /// hundreds of them (a 1M import over 2,000 manuals ran at 6k movements/s).
+    /// A session writing each stream once (a group commit) defers nothing.
     deferred: HashMap<String, StreamHead>,
 }
 
@@ -596,9 +600,15 @@ impl WriteTransaction for PostgresSession {
             .ensure_for(&mut self.transaction, plan.last().position)
             .await?;
         let copied = plan.rows.len() >= copy::COPY_FROM_ROWS;
-        // Under the lock, the streams this plan moves are moved in memory.
-        let defer = self.holds_lock;
-        write_plan(&mut self.transaction, plan, copied, defer)
+        // Under the lock, the streams whose rows this session wrote already
+        // are moved in memory; the others by the statement.
+        let defer = |stream: &str| self.holds_lock && self.rows_written.contains(stream);
+        let deferred: Vec<&StreamMove> = plan
+            .streams
+            .iter()
+            .filter(|moved| moved.previous_version > 0 && defer(&moved.stream))
+            .collect();
+        write_plan(&mut self.transaction, plan, copied, &defer)
             .await
             .map_err(|error| match is_not_as_planned(&error) {
                 // Under the lock nobody else moves them.
@@ -608,19 +618,22 @@ impl WriteTransaction for PostgresSession {
                 false => error,
             })?;
         self.written += plan.rows.len();
-        // The statement took the ledger head's row lock, if it was not held.
-        self.holds_lock = true;
-        if defer {
-            for moved in plan.streams.iter().filter(|m| m.previous_version > 0) {
-                self.deferred.insert(
-                    moved.stream.clone(),
-                    StreamHead {
-                        version: moved.version,
-                        hash: Some(moved.hash.clone()),
-                    },
-                );
+        for moved in deferred {
+            self.deferred.insert(
+                moved.stream.clone(),
+                StreamHead {
+                    version: moved.version,
+                    hash: Some(moved.hash.clone()),
+                },
+            );
+        }
+        for moved in &plan.streams {
+            if !self.rows_written.contains(&moved.stream) {
+                self.rows_written.insert(moved.stream.clone());
             }
         }
+        // The statement took the ledger head's row lock, if it was not held.
+        self.holds_lock = true;
         Ok(())
     }
 }
@@ -819,21 +832,20 @@ async fn select_ledger_head(
 /// one round trip); each further one more events. The first refuses itself, writing
 /// nothing, unless the ledger head and the streams stood where the plan says
 /// ([`is_not_as_planned`]). When `copied` (a large append under the lock), the first
-/// writes the heads alone and the rows are copied after it (see `copy`).
+/// writes the heads alone and the rows are copied after it (see `copy`). The heads of
+/// the streams `deferred` names are left for the session to write at commit.
 async fn write_plan(
     connection: &mut PgConnection,
     plan: &AppendPlan,
     copied: bool,
-    defer_moves: bool,
+    deferred: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(), StoreError> {
     let last = plan.last();
     let (created, mut moved): (Vec<&StreamMove>, Vec<&StreamMove>) = plan
         .streams
         .iter()
         .partition(|moved| moved.previous_version == 0);
-    if defer_moves {
-        moved.clear();
-    }
+    moved.retain(|moved| !deferred(&moved.stream));
     let mut chunks = plan.rows.chunks(INSERT_ROWS_PER_STATEMENT);
     // Copied rows go in after the statement has moved the heads on (the
     // streams they name are then held).

@@ -158,7 +158,7 @@ impl PresumedSession {
         let mut connection = AppenderConnection::ready(held.take(), &self.pool)
             .await
             .map_err(|error| StoreError::Stale(format!("no connection: {error}")))?;
-        let refused = match write_plan(&mut connection.connection, plan, false, false).await {
+        let refused = match write_plan(&mut connection.connection, plan, false, &|_| false).await {
             Ok(()) => None,
             Err(error) => match (is_not_as_planned(&error), refused_by_server(&error)) {
                 // The server refused the statement: it was rolled back, its
