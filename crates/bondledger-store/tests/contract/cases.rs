@@ -2235,14 +2235,13 @@ pub async fn manual_rows_are_written_as_each_change_says(ledger: TestLedger) {
             .into_iter()
             .map(|b| (b.item, b.balance))
             .collect();
-        let carryovers: Vec<(String, String)> = store
+        let mut carryovers: Vec<(String, String)> = store
             .carryover_rows(Some(name))
             .await
             .expect("carry-overs")
             .into_iter()
             .map(|c| (c.event, c.qty))
             .collect();
-        let mut carryovers = carryovers;
         carryovers.sort();
         let mut deadlines: Vec<(String, String)> = store
             .deadline_rows(Some(name))
