@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::movement::{parse_line, Envelope, Malformed, ManualNo, Movement, MovementKind};
 use crate::rules::RuleId;
@@ -25,6 +25,53 @@ pub struct AttachedFinding {
 /// The parts of a stored payload by key, each still JSON text (`null`
 /// included, as a JSON tree would hold it).
 type PayloadText<'a> = BTreeMap<&'a str, &'a RawValue>;
+
+/// A movement's event payload (see [`RecordedMovement::stored_payload`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredPayload<'a>(&'a RecordedMovement);
+
+impl Serialize for StoredPayload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+
+        /// A movement's own fields.
+        struct Fields<'a>(&'a Movement);
+        impl Serialize for Fields<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_fields(serializer)
+            }
+        }
+
+        #[derive(Serialize)]
+        struct Finding<'a> {
+            rule: &'static str,
+            message: &'a str,
+        }
+
+        let RecordedMovement {
+            envelope,
+            findings,
+            reverses,
+        } = self.0;
+        let members = 1 + usize::from(!findings.is_empty()) + usize::from(reverses.is_some());
+        let mut payload = serializer.serialize_struct("Payload", members)?;
+        payload.serialize_field("movement", &Fields(&envelope.movement))?;
+        if !findings.is_empty() {
+            let findings: Vec<Finding<'_>> = findings
+                .iter()
+                .map(|finding| Finding {
+                    rule: finding.rule.as_str(),
+                    message: &finding.message,
+                })
+                .collect();
+            payload.serialize_field("findings", &findings)?;
+        }
+        if let Some(reversed) = reverses {
+            payload.serialize_field("reverses", &reversed.to_line())?;
+        }
+        payload.end()
+    }
+}
 
 /// A movement as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,23 +99,14 @@ impl RecordedMovement {
 
     /// The event payload: `{"movement": {...}, "findings": [...], "reverses": {...}}`.
     pub fn payload(&self) -> Value {
-        let mut payload = Map::new();
-        payload.insert(
-            "movement".into(),
-            Value::Object(self.envelope.movement.fields()),
-        );
-        if !self.findings.is_empty() {
-            let findings = self
-                .findings
-                .iter()
-                .map(|f| serde_json::json!({"rule": f.rule.as_str(), "message": f.message}))
-                .collect();
-            payload.insert("findings".into(), Value::Array(findings));
-        }
-        if let Some(reversed) = &self.reverses {
-            payload.insert("reverses".into(), Value::Object(reversed.to_line()));
-        }
-        Value::Object(payload)
+        serde_json::to_value(self.stored_payload())
+            .unwrap_or_else(|error| unreachable!("a payload always serializes: {error}"))
+    }
+
+    /// The event payload to serialize straight into text: the members of
+    /// [`RecordedMovement::payload`], without making a JSON tree of them.
+    pub fn stored_payload(&self) -> StoredPayload<'_> {
+        StoredPayload(self)
     }
 
     /// As [`RecordedMovement::from_stored`], from the payload's JSON text:

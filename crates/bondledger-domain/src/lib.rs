@@ -18,7 +18,7 @@ pub mod verify;
 
 pub use decide::{decide, Context, Mode, ReversalTarget};
 pub use decimal::{format6, parse_decimal, round6};
-pub use event::{AttachedFinding, RecordedMovement, SCHEMA_VERSION};
+pub use event::{AttachedFinding, RecordedMovement, StoredPayload, SCHEMA_VERSION};
 pub use movement::{parse_line, Envelope, Malformed, ManualNo, Movement, MovementKind};
 pub use replay::Replay;
 pub use rules::{Refusal, RuleId, Severity};

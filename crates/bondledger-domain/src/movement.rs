@@ -678,6 +678,14 @@ macro_rules! movements {
                 match self { $( Movement::$variant(_) => MovementKind::$variant ),* }
             }
 
+            /// Serializes the movement's own fields (what [`Movement::fields`]
+            /// holds), without making a JSON tree of them.
+            pub fn serialize_fields<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $( Movement::$variant(body) => body.serialize(serializer) ),*
+                }
+            }
+
             /// The movement's own fields, as written in a movement file.
             pub fn fields(&self) -> Map<String, Value> {
                 let value = match self {

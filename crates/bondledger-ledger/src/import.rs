@@ -12,8 +12,8 @@ use bondledger_domain::{
     ReversalTarget, SCHEMA_VERSION,
 };
 use bondledger_store::{
-    AppendSession, Appended, EventMetadata, ExpectedVersion, NewEvent, PreparedRuns, StoreError,
-    StoredEvent, StreamAppend,
+    AppendSession, Appended, CanonicalJson, EventMetadata, ExpectedVersion, NewEvent, PreparedRuns,
+    StoreError, StoredEvent, StreamAppend,
 };
 use serde_json::Value;
 use tracing::Instrument;
@@ -790,13 +790,13 @@ pub(crate) fn pending_reversal_target(
     manual: &ManualNo,
     event: &NewEvent,
 ) -> Result<ReversalTarget, LedgerError> {
-    let recorded = RecordedMovement::from_stored(
+    let recorded = RecordedMovement::from_stored_text(
         &event.event_type,
         event.schema_version,
         manual.as_str(),
         event.business_date,
         event.caller_id.clone(),
-        &event.payload,
+        event.payload.as_str(),
     )
     // Not yet in the store, so without a version of its own.
     .map_err(|malformed| LedgerError::Corrupt {
@@ -815,7 +815,8 @@ pub(crate) fn new_event(recorded: &RecordedMovement, metadata: &EventMetadata) -
         caller_id: recorded.envelope.id.clone(),
         event_type: recorded.kind().as_str().to_owned(),
         schema_version: SCHEMA_VERSION,
-        payload: recorded.payload(),
+        payload: CanonicalJson::of(&recorded.stored_payload())
+            .unwrap_or_else(|error| unreachable!("a payload always serializes: {error}")),
         metadata: metadata.clone(),
         business_date: recorded.envelope.date,
     }

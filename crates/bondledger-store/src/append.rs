@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::chain::{self, canonical_json, event_hash};
 use crate::event::{into_stored_events, EventRow};
-use crate::{Appended, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent};
+use crate::{
+    Appended, CanonicalJson, EventMetadata, ExpectedVersion, NewEvent, StoreError, StoredEvent,
+};
 
 /// At most this many events in one append.
 pub const MAX_EVENTS_PER_APPEND: usize = 1_000_000;
@@ -774,7 +776,7 @@ fn prepare_events(
 }
 
 fn prepare_event(event: NewEvent, metadata_json: String) -> Result<PreparedEvent, StoreError> {
-    let payload_json = canonical_json(&event.payload);
+    let payload_json = event.payload.into_string();
     if payload_json.len() > MAX_PAYLOAD_BYTES {
         return Err(StoreError::InvalidInput(format!(
             "an event payload is at most {MAX_PAYLOAD_BYTES} bytes, not {}",
@@ -792,9 +794,9 @@ fn prepare_event(event: NewEvent, metadata_json: String) -> Result<PreparedEvent
 }
 
 fn metadata_json(metadata: &EventMetadata) -> Result<String, StoreError> {
-    let value = serde_json::to_value(metadata)
-        .map_err(|error| StoreError::InvalidInput(format!("unserializable metadata: {error}")))?;
-    Ok(canonical_json(&value))
+    CanonicalJson::of(metadata)
+        .map(CanonicalJson::into_string)
+        .map_err(|error| StoreError::InvalidInput(format!("unserializable metadata: {error}")))
 }
 
 fn distinct_caller_ids<'a>(events: impl Iterator<Item = &'a PreparedEvent>) -> Vec<String> {
@@ -1082,7 +1084,7 @@ mod tests {
                 caller_id: caller_id.map(str::to_owned),
                 event_type: "Imported".to_owned(),
                 schema_version: 1,
-                payload,
+                payload: payload.into(),
                 metadata: EventMetadata::default(),
                 business_date: date(),
             }],
@@ -1195,7 +1197,7 @@ mod tests {
             caller_id,
             event_type: event_type.to_owned(),
             schema_version: 1,
-            payload: json!(null),
+            payload: json!(null).into(),
             metadata: EventMetadata::default(),
             business_date: date(),
         };

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::{CanonicalJson, StoreError};
 
 /// The database behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,9 @@ pub struct NewEvent {
     pub caller_id: Option<String>,
     pub event_type: String,
     pub schema_version: i32,
-    pub payload: serde_json::Value,
+    /// In canonical form already: [`CanonicalJson::of`] a typed value, or a
+    /// `serde_json::Value` `.into()` one.
+    pub payload: CanonicalJson,
     pub metadata: EventMetadata,
     pub business_date: NaiveDate,
 }

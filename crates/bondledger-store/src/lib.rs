@@ -11,6 +11,7 @@
 //! deletes an event, and no other crate writes SQL against its tables.
 
 mod append;
+mod canonical;
 pub mod chain;
 mod error;
 mod event;
@@ -33,6 +34,7 @@ pub use append::{
     PreparedRuns, StreamAppend, MAX_CALLER_ID_CHARS, MAX_EVENTS_PER_APPEND, MAX_NAME_CHARS,
     MAX_PAYLOAD_BYTES,
 };
+pub use canonical::CanonicalJson;
 pub use error::StoreError;
 pub use event::{
     Appended, Backend, ChainBreak, EventMetadata, ExpectedVersion, NewEvent, ReplayEvent,

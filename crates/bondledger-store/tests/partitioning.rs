@@ -104,7 +104,7 @@ fn event(caller_id: Option<&str>, line: i64) -> NewEvent {
         caller_id: caller_id.map(str::to_owned),
         event_type: "MaterialImported".to_owned(),
         schema_version: 1,
-        payload: json!({"line": line, "quantity": "12.500000", "hs": "7208510000"}),
+        payload: json!({"line": line, "quantity": "12.500000", "hs": "7208510000"}).into(),
         metadata: EventMetadata::default(),
         business_date: NaiveDate::from_ymd_opt(2024, 3, 15).expect("a valid date"),
     }

@@ -22,7 +22,7 @@ fn events(manual: &str, count: i64) -> Vec<NewEvent> {
             caller_id: Some(format!("{manual}-{line}")),
             event_type: "MaterialImported".to_owned(),
             schema_version: 1,
-            payload: json!({"line": line, "quantity": "12.500000"}),
+            payload: json!({"line": line, "quantity": "12.500000"}).into(),
             metadata: EventMetadata::default(),
             business_date: NaiveDate::from_ymd_opt(2024, 3, 15).expect("a valid date"),
         })

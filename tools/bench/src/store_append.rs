@@ -94,7 +94,8 @@ fn movement(run: &str, index: usize) -> NewEvent {
             "currency": "USD",
             "counterparty_enterprise": "3201930123",
             "line": index,
-        }),
+        })
+        .into(),
         metadata: EventMetadata {
             actor: Some("bench".to_owned()),
             correlation_id: None,

@@ -29,6 +29,8 @@ use std::io::Cursor;
 
 use bondledger_domain::movement::MovementKind;
 use bondledger_domain::{parse_line, RecordedMovement};
+use bondledger_store::chain::canonical_json;
+use bondledger_store::CanonicalJson;
 use chrono::NaiveDate;
 use serde_json::Value;
 
@@ -104,6 +106,15 @@ pub fn stored_event(data: &[u8]) {
         return;
     };
     let encoded = decoded.payload();
+    // What an append stores, written straight from the movement, is the
+    // canonical text of that tree.
+    let stored = CanonicalJson::of(&decoded.stored_payload())
+        .unwrap_or_else(|error| panic!("a decoded event serializes: {error}: {encoded}"));
+    assert_eq!(
+        stored.as_str(),
+        canonical_json(&encoded),
+        "written straight and through a JSON tree"
+    );
     let again = RecordedMovement::from_stored(
         kind.as_str(),
         bondledger_domain::SCHEMA_VERSION,
