@@ -279,7 +279,7 @@ impl Ledger {
             let decided = decider.decide_chunk(chunk, &lookups, &taken).await;
             let next = match (decided, next_chunk(movements)) {
                 (Ok(decided), Ok(next)) => {
-                    waiting = waiting_for(&next, &decided.pending);
+                    waiting = waiting_for(&next, &decided);
                     Ok((next, decided.taken, decider.ready(decided.pending)))
                 }
                 (Err(error), _) | (_, Err(error)) => Err(error),
@@ -417,6 +417,18 @@ struct Decided {
     taken: HashMap<String, Envelope>,
 }
 
+impl Decided {
+    /// The decided event with caller id `id`; the search is over the events
+    /// only when one of them took the id (most reversals name an event of an
+    /// earlier chunk).
+    fn pending_with_id(&self, id: &str) -> Option<&(usize, ManualNo, NewEvent)> {
+        if !self.taken.contains_key(id) {
+            return None;
+        }
+        pending_with_id(&self.pending, id)
+    }
+}
+
 /// Decided movements made ready for the store: their runs, and the lines of
 /// each run.
 struct Ready {
@@ -466,17 +478,17 @@ async fn append_prepared(
     Ok(session.append_prepared(runs).await?)
 }
 
-/// The events of `pending` (decided, not yet in the store) that `chunk` reverses.
+/// The events of `decided` (not yet in the store) that `chunk` reverses.
 fn waiting_for(
     chunk: &[Located],
-    pending: &[(usize, ManualNo, NewEvent)],
+    decided: &Decided,
 ) -> HashMap<String, (usize, ManualNo, NewEvent)> {
     let mut waiting = HashMap::new();
     for id in chunk
         .iter()
         .filter_map(|located| reversed_id(&located.envelope))
     {
-        if let Some(found) = pending_with_id(pending, id) {
+        if let Some(found) = decided.pending_with_id(id) {
             waiting.insert(id.clone(), found.clone());
         }
     }
@@ -576,7 +588,12 @@ impl Decider {
         lookups: &Lookups,
         earlier: &HashMap<String, Envelope>,
     ) -> Result<Decided, LedgerError> {
-        let mut decided = Decided::default();
+        // Sized for the whole chunk: growing them would move every
+        // movement decided so far, and they are large.
+        let mut decided = Decided {
+            pending: Vec::with_capacity(chunk.len()),
+            taken: HashMap::with_capacity(chunk.len()),
+        };
         for (index, Located { line, envelope }) in chunk.into_iter().enumerate() {
             if index % DECIDED_BETWEEN_POLLS == DECIDED_BETWEEN_POLLS - 1 {
                 tokio::task::yield_now().await;
@@ -598,7 +615,7 @@ impl Decider {
                     IdSeen::New => {}
                 }
             }
-            let (event, envelope) = self.decide_one(line, envelope, lookups, &decided.pending)?;
+            let (event, envelope) = self.decide_one(line, envelope, lookups, &decided)?;
             if let Some(id) = &envelope.id {
                 decided.taken.insert(id.clone(), envelope);
             }
@@ -612,11 +629,11 @@ impl Decider {
         line: usize,
         envelope: Envelope,
         lookups: &Lookups,
-        pending: &[(usize, ManualNo, NewEvent)],
+        decided: &Decided,
     ) -> Result<((usize, ManualNo, NewEvent), Envelope), LedgerError> {
         let target = match reversed_id(&envelope) {
             // The event reversed may be in this chunk, decided before it.
-            Some(id) => match pending_with_id(pending, id) {
+            Some(id) => match decided.pending_with_id(id) {
                 Some((line, manual, event)) => Some(pending_reversal_target(*line, manual, event)?),
                 None => lookups.reversal_target(id)?,
             },
