@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bondledger_domain::{ManualState, RecordedMovement, RecordsApart, Replay};
-use bondledger_store::readmodel::{Change, ManualRows, ProjectionBatch, RecordList};
+use bondledger_store::readmodel::{Change, ManualRows, PreparedBatch, ProjectionBatch, RecordList};
 use bondledger_store::{EventStore, ReplayEvent, StoreError, StoredEvent, MAX_PAGE_EVENTS};
 use chrono::NaiveDate;
 use tokio_util::task::AbortOnDropHandle;
@@ -417,23 +417,24 @@ impl Runner {
             if under_way && pending.events < PENDING_EVENTS_AT_MOST {
                 continue;
             }
-            // The commit before this one must stand before this one begins.
+            // The commit before this one must stand before this one begins;
+            // meanwhile this one is made ready for it (its rows encoded).
+            let batches = self.take_batches(names, &mut pending, &mut followed, &checkpoints, last);
+            let preparing = prepare_batches(batches);
             if let Some(restart) = self
                 .committed(names, committing.take(), &mut checkpoints, progress)
                 .await?
             {
+                // What was made ready is dropped: it follows states read afresh.
                 followed.clear();
                 pending = Pending::new(names.len());
                 from = restart;
                 continue;
             }
-            *committing = Some(self.commit_pending(
-                names,
-                &mut pending,
-                &mut followed,
-                &mut checkpoints,
-                last,
-            ));
+            let prepared = preparing.await.map_err(|error| {
+                StoreError::Integrity(format!("making a projection commit ready stopped: {error}"))
+            })?;
+            *committing = Some(self.start_commits(prepared, &mut checkpoints, last)?);
         }
         Ok(())
     }
@@ -450,6 +451,50 @@ impl Runner {
         checkpoints: &mut [i64],
         last: i64,
     ) -> PageCommit {
+        let batches = self.take_batches(names, pending, followed, checkpoints, last);
+        for (index, _) in &batches {
+            checkpoints[*index] = last;
+        }
+        batches
+            .into_iter()
+            .map(|(index, batch)| {
+                let store = Arc::clone(&self.store);
+                let commit = tokio::spawn(async move { store.commit_projection(batch).await });
+                (index, AbortOnDropHandle::new(commit))
+            })
+            .collect()
+    }
+
+    /// Starts the commits of batches `prepared` (applied up to position
+    /// `last`), as [`Self::commit_pending`] does.
+    fn start_commits(
+        &self,
+        prepared: Vec<(usize, Result<PreparedBatch, StoreError>)>,
+        checkpoints: &mut [i64],
+        last: i64,
+    ) -> Result<PageCommit, StoreError> {
+        let mut commits = Vec::with_capacity(prepared.len());
+        for (index, batch) in prepared {
+            let batch = batch?;
+            checkpoints[index] = last;
+            let store = Arc::clone(&self.store);
+            let commit = tokio::spawn(async move { store.commit_prepared(batch).await });
+            commits.push((index, AbortOnDropHandle::new(commit)));
+        }
+        Ok(commits)
+    }
+
+    /// Each projection's batch of what is `pending` (applied up to position
+    /// `last`), for the projections whose `checkpoints` stand before it;
+    /// `pending` is left empty, and the manuals' rows are taken as written.
+    fn take_batches(
+        &self,
+        names: &[&'static str],
+        pending: &mut Pending,
+        followed: &mut HashMap<String, Followed>,
+        checkpoints: &[i64],
+        last: i64,
+    ) -> Vec<(usize, ProjectionBatch)> {
         let Pending {
             mut changes,
             touched,
@@ -498,16 +543,8 @@ impl Runner {
                     changes,
                 },
             ));
-            checkpoints[index] = last;
         }
         batches
-            .into_iter()
-            .map(|(index, batch)| {
-                let store = Arc::clone(&self.store);
-                let commit = tokio::spawn(async move { store.commit_projection(batch).await });
-                (index, AbortOnDropHandle::new(commit))
-            })
-            .collect()
     }
 
     /// Waits for `commit` (when there is one) and takes in how it went.
@@ -623,6 +660,19 @@ impl Runner {
             pending: false,
         })
     }
+}
+
+/// Makes `batches` ready for their commits on a thread that may block; the
+/// work stops if the handle is dropped before it starts.
+fn prepare_batches(
+    batches: Vec<(usize, ProjectionBatch)>,
+) -> AbortOnDropHandle<Vec<(usize, Result<PreparedBatch, StoreError>)>> {
+    AbortOnDropHandle::new(tokio::task::spawn_blocking(move || {
+        batches
+            .into_iter()
+            .map(|(index, batch)| (index, PreparedBatch::new(batch)))
+            .collect()
+    }))
 }
 
 fn known(name: &str) -> Result<&'static str, ProjectionError> {

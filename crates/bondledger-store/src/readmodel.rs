@@ -243,6 +243,43 @@ pub struct ProjectionBatch {
     pub changes: Vec<Change>,
 }
 
+/// A batch with what its commit does without the database done already:
+/// the timeline's segments and keys ([`PreparedBatch::new`]), so that it can
+/// be done while the commit before it still runs.
+#[derive(Debug)]
+pub struct PreparedBatch {
+    pub(crate) batch: ProjectionBatch,
+    pub(crate) segments: Vec<crate::timeline::Segment>,
+    /// (kind, value, block, positions as text), in the order of the keys' index.
+    pub(crate) keys: Vec<(&'static str, String, i64, String)>,
+}
+
+impl PreparedBatch {
+    pub fn new(batch: ProjectionBatch) -> Result<Self, StoreError> {
+        let timeline: Vec<&TimelineRow> = batch
+            .changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::Timeline(row) => Some(row),
+                _ => None,
+            })
+            .collect();
+        let (segments, keys) = crate::timeline::segments(&timeline)?;
+        let keys = keys
+            .into_iter()
+            .map(|(kind, value, block, positions)| {
+                let positions = crate::timeline::format_positions(&positions);
+                (kind, value.to_owned(), block, positions)
+            })
+            .collect();
+        Ok(PreparedBatch {
+            batch,
+            segments,
+            keys,
+        })
+    }
+}
+
 /// Which events a timeline query returns; every filter given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TimelineFilter {
@@ -291,7 +328,12 @@ pub trait ReadModels: Send + Sync {
     /// Applies a batch and moves the checkpoint, in one transaction. If the
     /// checkpoint is no longer `from_position` (another runner got there
     /// first) nothing is written and the answer is `Conflict`.
-    async fn commit_projection(&self, batch: ProjectionBatch) -> Result<(), StoreError>;
+    async fn commit_projection(&self, batch: ProjectionBatch) -> Result<(), StoreError> {
+        self.commit_prepared(PreparedBatch::new(batch)?).await
+    }
+
+    /// [`ReadModels::commit_projection`] of a batch prepared beforehand.
+    async fn commit_prepared(&self, prepared: PreparedBatch) -> Result<(), StoreError>;
 
     /// Clears a projection's tables and sets its checkpoint to 0.
     async fn reset_projection(&self, projection: &str) -> Result<(), StoreError>;
@@ -680,19 +722,13 @@ macro_rules! impl_read_models {
                 Ok(row.map_or(0, |(position,)| position))
             }
 
-            async fn commit_projection(&self, batch: $crate::readmodel::ProjectionBatch) -> Result<(), $crate::StoreError> {
+            async fn commit_prepared(&self, prepared: $crate::readmodel::PreparedBatch) -> Result<(), $crate::StoreError> {
                 use $crate::readmodel::Change;
-                // The timeline's segments and keys are made before the write
-                // connection is taken: meanwhile it writes other projections'.
-                let timeline: Vec<&$crate::readmodel::TimelineRow> = batch.changes.iter()
-                    .filter_map(|change| match change {
-                        Change::Timeline(row) => Some(row),
-                        _ => None,
-                    })
-                    .collect();
-                let (segments, keys) = $crate::timeline::segments(&timeline)?;
-                let keys: Vec<_> = keys.into_iter()
-                    .map(|(kind, value, block, positions)| (kind, value, block, $crate::timeline::format_positions(&positions)))
+                // The timeline's segments and keys were made before (see
+                // `PreparedBatch`), without the write connection.
+                let $crate::readmodel::PreparedBatch { batch, segments, keys } = prepared;
+                let keys: Vec<$crate::readmodel::TimelineKeyRow<'_>> = keys.iter()
+                    .map(|(kind, value, block, positions)| (*kind, value.as_str(), *block, positions.clone()))
                     .collect();
                 let mut tx = self.$write.begin_with($begin).await?;
                 let lock: Option<&str> = $lock;
