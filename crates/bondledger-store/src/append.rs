@@ -664,7 +664,7 @@ fn restored_row(
         )));
     }
     *previous_hash = event_hash(previous_hash, &row);
-    row.hash = hex::encode(*previous_hash);
+    row.hash = chain::hash_text(previous_hash);
     if row.hash != event.hash {
         return Err(refuse(
             "its hash is not the hash of the event chained to the stream".to_owned(),
@@ -973,7 +973,7 @@ fn plan_rows(
             hash: String::new(),
         };
         *previous_hash = event_hash(previous_hash, &row);
-        row.hash = hex::encode(*previous_hash);
+        row.hash = chain::hash_text(previous_hash);
         rows.push(row);
     }
     rows

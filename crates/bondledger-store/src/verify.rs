@@ -175,7 +175,7 @@ impl ChainVerifier {
             return;
         }
         let recomputed = event_hash(&previous_hash, row);
-        if hex::encode(recomputed) != row.hash {
+        if chain::hash_text(&recomputed) != row.hash {
             let reason = "the stored hash differs from the hash of the stored event".to_owned();
             self.record_break(&row.stream, row.version, reason);
             return;
@@ -209,7 +209,7 @@ impl ChainVerifier {
             let reason =
                 format!("the stream's head says version {head_version}, but the events go on");
             self.record_break(stream, head_version + 1, reason);
-        } else if hex::encode(last_hash) != head_hash {
+        } else if chain::hash_text(&last_hash) != head_hash {
             let reason = "the stream's head hash differs from its last event's hash".to_owned();
             self.record_break(stream, last_version, reason);
         }
