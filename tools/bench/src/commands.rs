@@ -23,8 +23,13 @@ const MEMORY_POLL: Duration = Duration::from_millis(2);
 /// The follower pauses this long when it finds nothing to apply.
 const FOLLOWER_IDLE: Duration = Duration::from_millis(5);
 
+/// The manuals a generated import file is spread over unless told.
+pub(crate) const IMPORT_MANUALS: u32 = 10;
+
 /// Import throughput: a generated file (or `file`) imported through the
-/// ledger library in strict mode, one durable transaction.
+/// ledger library in strict mode, one durable transaction. A generated file
+/// over other than [`IMPORT_MANUALS`] manuals names its figures after them
+/// (`import_2000_manuals`, …), so both go in one set of results.
 pub async fn import(
     ledger: &Ledger,
     url: &str,
@@ -33,6 +38,10 @@ pub async fn import(
     manuals: u32,
 ) -> anyhow::Result<Vec<Figure>> {
     let dir = tempfile::tempdir().context("a temporary directory")?;
+    let name = |figure: &str| match file {
+        None if manuals != IMPORT_MANUALS => format!("{figure}_{manuals}_manuals"),
+        _ => figure.to_owned(),
+    };
     let path = match file {
         Some(path) => path.to_owned(),
         None => {
@@ -53,14 +62,19 @@ pub async fn import(
     let floor = floor::copy_time(url, &copied).await?;
     Ok(vec![
         Figure::new(
-            "import",
+            name("import"),
             per_second(appended, elapsed),
             "movements/s",
             appended,
         ),
-        Figure::new("import_wall_time", elapsed.as_secs_f64(), "s", appended),
         Figure::new(
-            "import_engine_floor",
+            name("import_wall_time"),
+            elapsed.as_secs_f64(),
+            "s",
+            appended,
+        ),
+        Figure::new(
+            name("import_engine_floor"),
             per_second(appended, floor),
             "movements/s",
             appended,

@@ -68,8 +68,9 @@ enum Command {
         /// Import this movement file instead of a generated one.
         #[arg(long)]
         file: Option<PathBuf>,
-        /// Manuals the generated movements are spread over.
-        #[arg(long, default_value_t = 10)]
+        /// Manuals the generated movements are spread over; other than the
+        /// default, the figures' names say how many (`import_2000_manuals`).
+        #[arg(long, default_value_t = commands::IMPORT_MANUALS)]
         manuals: u32,
     },
     /// Single-movement durable appends: one writer, then concurrent writers.
