@@ -473,9 +473,13 @@ impl Runner {
         checkpoints: &mut [i64],
         last: i64,
     ) -> Result<PageCommit, StoreError> {
+        // None starts unless all were made ready.
+        let prepared: Vec<(usize, PreparedBatch)> = prepared
+            .into_iter()
+            .map(|(index, batch)| batch.map(|batch| (index, batch)))
+            .collect::<Result<_, _>>()?;
         let mut commits = Vec::with_capacity(prepared.len());
         for (index, batch) in prepared {
-            let batch = batch?;
             checkpoints[index] = last;
             let store = Arc::clone(&self.store);
             let commit = tokio::spawn(async move { store.commit_prepared(batch).await });
