@@ -17,7 +17,7 @@ pub const TIMELINE_ROWS_PER_STATEMENT: usize = 2_000;
 
 /// A timeline key row as written: its kind, value and block, and its
 /// positions there as text (see `timeline::format_positions`).
-pub(crate) type TimelineKeyRow<'a> = (&'static str, &'a str, i64, String);
+pub(crate) type TimelineKeyRow<'a> = (&'static str, &'a str, i64, &'a str);
 
 /// Timeline segments read by one query, for audit.
 pub const SEGMENTS_PER_READ: i64 = 64;
@@ -411,7 +411,7 @@ macro_rules! impl_read_models {
                 for chunk in keys.chunks($crate::readmodel::TIMELINE_ROWS_PER_STATEMENT) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO rm_timeline_keys (kind, value, block, positions) ");
                     insert.push_values(chunk.iter(), |mut row, (kind, value, block, positions)| {
-                        row.push_bind(*kind).push_bind(*value).push_bind(*block).push_bind(positions);
+                        row.push_bind(*kind).push_bind(*value).push_bind(*block).push_bind(*positions);
                     });
                     insert.push(conflict);
                     insert.build().execute(&mut **tx).await?;
@@ -728,7 +728,7 @@ macro_rules! impl_read_models {
                 // `PreparedBatch`), without the write connection.
                 let $crate::readmodel::PreparedBatch { batch, segments, keys } = prepared;
                 let keys: Vec<$crate::readmodel::TimelineKeyRow<'_>> = keys.iter()
-                    .map(|(kind, value, block, positions)| (*kind, value.as_str(), *block, positions.clone()))
+                    .map(|(kind, value, block, positions)| (*kind, value.as_str(), *block, positions.as_str()))
                     .collect();
                 let mut tx = self.$write.begin_with($begin).await?;
                 let lock: Option<&str> = $lock;
