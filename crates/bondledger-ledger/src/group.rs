@@ -437,7 +437,7 @@ fn decide_batch(
             }
         }
         let target = match reversed_id(&envelope) {
-            Some(id) => match (pending_with_id(&pending, id), held.get(id)) {
+            Some(id) => match (pending_with_id(&pending, &taken, id), held.get(id)) {
                 (Some((line, manual, event)), _) => {
                     Some(pending_reversal_target(*line, manual, event)?)
                 }

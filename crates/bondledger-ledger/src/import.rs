@@ -409,24 +409,11 @@ struct Decider {
 }
 
 /// Movements decided and not yet handed to the store.
-#[derive(Default)]
 struct Decided {
     /// (line, manual, event), in the order they came.
     pending: Vec<(usize, ManualNo, NewEvent)>,
     /// The ids they take, with the movements that took them.
     taken: HashMap<String, Envelope>,
-}
-
-impl Decided {
-    /// The decided event with caller id `id`; the search is over the events
-    /// only when one of them took the id (most reversals name an event of an
-    /// earlier chunk).
-    fn pending_with_id(&self, id: &str) -> Option<&(usize, ManualNo, NewEvent)> {
-        if !self.taken.contains_key(id) {
-            return None;
-        }
-        pending_with_id(&self.pending, id)
-    }
 }
 
 /// Decided movements made ready for the store: their runs, and the lines of
@@ -488,7 +475,7 @@ fn waiting_for(
         .iter()
         .filter_map(|located| reversed_id(&located.envelope))
     {
-        if let Some(found) = decided.pending_with_id(id) {
+        if let Some(found) = pending_with_id(&decided.pending, &decided.taken, id) {
             waiting.insert(id.clone(), found.clone());
         }
     }
@@ -522,11 +509,18 @@ pub(crate) fn reversed_id(envelope: &Envelope) -> Option<&String> {
     }
 }
 
-/// The latest of `pending` (decided, not yet in the store) under caller id `id`.
+/// The latest of `pending` (decided, not yet in the store) under caller id
+/// `id`. `taken` holds the ids `pending` took (each with the movement that
+/// took it): the events are searched only when the id is among them, since
+/// most reversals name an event already further on.
 pub(crate) fn pending_with_id<'a>(
     pending: &'a [(usize, ManualNo, NewEvent)],
+    taken: &HashMap<String, Envelope>,
     id: &str,
 ) -> Option<&'a (usize, ManualNo, NewEvent)> {
+    if !taken.contains_key(id) {
+        return None;
+    }
     pending
         .iter()
         .rev()
@@ -633,7 +627,7 @@ impl Decider {
     ) -> Result<((usize, ManualNo, NewEvent), Envelope), LedgerError> {
         let target = match reversed_id(&envelope) {
             // The event reversed may be in this chunk, decided before it.
-            Some(id) => match decided.pending_with_id(id) {
+            Some(id) => match pending_with_id(&decided.pending, &decided.taken, id) {
                 Some((line, manual, event)) => Some(pending_reversal_target(*line, manual, event)?),
                 None => lookups.reversal_target(id)?,
             },
