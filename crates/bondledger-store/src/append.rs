@@ -71,15 +71,11 @@ impl AppendPlan {
         &self.rows[self.rows.len() - 1]
     }
 
-    /// Moves `stream`'s head, and this plan's move of it, on to `last`.
-    fn advance(&mut self, head: &mut StreamHead, stream: &str, last: &EventRow) {
-        head.version = last.version;
-        head.hash = Some(last.hash.clone());
-        let moved = self
-            .streams
-            .iter_mut()
-            .find(|moved| moved.stream == stream)
-            .unwrap_or_else(|| unreachable!("every stream planned has a move"));
+    /// Moves `planned`'s head, and this plan's move of it, on to `last`.
+    fn advance(&mut self, planned: &mut PlannedHead, last: &EventRow) {
+        planned.head.version = last.version;
+        planned.head.hash = Some(last.hash.clone());
+        let moved = &mut self.streams[planned.moved];
         moved.version = last.version;
         moved.hash = last.hash.clone();
     }
@@ -89,9 +85,19 @@ impl AppendPlan {
 /// read from the transaction at once, recorded as a move of the plan when a
 /// stream is first met, then moved on by [`AppendPlan::advance`].
 struct PlannedHeads {
-    met: HashMap<String, (StreamHead, [u8; 32])>,
+    met: HashMap<String, PlannedHead>,
     /// Heads read, not yet met.
     read: HashMap<String, StreamHead>,
+}
+
+/// A stream's head as the plan leaves it so far.
+struct PlannedHead {
+    head: StreamHead,
+    /// The hash its next event chains to.
+    hash: [u8; 32],
+    /// Where its move is in the plan's `streams`: an append of thousands of
+    /// streams finds it without a search.
+    moved: usize,
 }
 
 impl PlannedHeads {
@@ -103,24 +109,22 @@ impl PlannedHeads {
         }
     }
 
-    fn of(
-        &mut self,
-        plan: &mut AppendPlan,
-        stream: &str,
-    ) -> Result<&mut (StreamHead, [u8; 32]), StoreError> {
+    fn of(&mut self, plan: &mut AppendPlan, stream: &str) -> Result<&mut PlannedHead, StoreError> {
         if !self.met.contains_key(stream) {
             let head = self
                 .read
                 .remove(stream)
                 .unwrap_or_else(|| unreachable!("every stream of the plan was read"));
-            let previous_hash = head_hash(stream, &head)?;
+            let hash = head_hash(stream, &head)?;
             plan.streams.push(StreamMove {
                 stream: stream.to_owned(),
                 previous_version: head.version,
                 version: head.version,
                 hash: head.hash.clone().unwrap_or_default(),
             });
-            self.met.insert(stream.to_owned(), (head, previous_hash));
+            let moved = plan.streams.len() - 1;
+            self.met
+                .insert(stream.to_owned(), PlannedHead { head, hash, moved });
         }
         Ok(self
             .met
@@ -502,21 +506,21 @@ where
         if fresh.is_empty() {
             continue;
         }
-        let (head, previous_hash) = heads.of(&mut plan, &stream)?;
-        check_expected_version(&stream, expected, head.version)?;
+        let planned = heads.of(&mut plan, &stream)?;
+        check_expected_version(&stream, expected, planned.head.version)?;
         let first_position = ledger_head.position + plan.rows.len() as i64 + 1;
         let rows = plan_rows(
             &stream,
             fresh,
-            head.version,
-            previous_hash,
+            planned.head.version,
+            &mut planned.hash,
             first_position,
             recorded_at,
         );
         let last = rows
             .last()
             .unwrap_or_else(|| unreachable!("a run has rows"));
-        plan.advance(head, &stream, last);
+        plan.advance(planned, last);
         plan.rows.extend(rows);
     }
     if !plan.rows.is_empty() {
@@ -590,16 +594,16 @@ where
     for event in events {
         let stream = event.stream.clone();
         validate_stream_name(&stream)?;
-        let (head, previous_hash) = heads.of(&mut plan, &stream)?;
+        let planned = heads.of(&mut plan, &stream)?;
         let position = ledger_head.position + plan.rows.len() as i64 + 1;
         let row = restored_row(
             event,
-            head.version + 1,
+            planned.head.version + 1,
             position,
-            previous_hash,
+            &mut planned.hash,
             previous_recorded_at,
         )?;
-        plan.advance(head, &stream, &row);
+        plan.advance(planned, &row);
         previous_recorded_at = Some(row.recorded_at);
         plan.rows.push(row);
     }
