@@ -176,6 +176,19 @@ struct Followed {
     pending: bool,
 }
 
+impl Followed {
+    /// A manual met by the runner, its state `replay`, with nothing of it written yet.
+    fn new(replay: Replay, max_date: Option<NaiveDate>) -> Self {
+        Followed {
+            replay,
+            max_date,
+            written: None,
+            written_apart: WrittenApart::default(),
+            pending: false,
+        }
+    }
+}
+
 /// What was applied since the last commit began, waiting to be committed.
 struct Pending {
     /// Each projection's changes, in the order of the runner's names.
@@ -414,7 +427,13 @@ impl Runner {
             let under_way = committing
                 .as_ref()
                 .is_some_and(|commit| commit.iter().any(|(_, task)| !task.is_finished()));
-            if under_way && pending.events < PENDING_EVENTS_AT_MOST {
+            // Behind the log (the page came full), past the first commit, they
+            // gather up to the bound whether or not a commit is under way:
+            // each commit makes the rows of every manual touched since the one
+            // before, and on a log of thousands of manuals a commit a page
+            // made them all each page.
+            let behind = page.len() == MAX_PAGE_EVENTS && committing.is_some();
+            if (under_way || behind) && pending.events < PENDING_EVENTS_AT_MOST {
                 continue;
             }
             // The commit before this one must stand before this one begins;
@@ -616,6 +635,11 @@ impl Runner {
         let mut replay = Replay::new();
         let mut max_date = None;
         let mut next_version = 1;
+        if position == 0 {
+            // Nothing stands before the log's first position: a rebuild meets
+            // each of thousands of manuals without reading anything of it.
+            return Ok(Followed::new(replay, max_date));
+        }
         if let Some(snapshot) = self
             .store
             .latest_snapshot(manual, i64::MAX, None, None, true)
@@ -656,13 +680,7 @@ impl Runner {
                 break;
             }
         }
-        Ok(Followed {
-            replay,
-            max_date,
-            written: None,
-            written_apart: WrittenApart::default(),
-            pending: false,
-        })
+        Ok(Followed::new(replay, max_date))
     }
 }
 
