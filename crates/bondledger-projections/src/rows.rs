@@ -1,9 +1,9 @@
 //! From replayed state to read-model rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bondledger_domain::movement::{Book, ItemNo, Movement};
-use bondledger_domain::state::CarryoverRecord;
+use bondledger_domain::state::{CarryoverRecord, MaterialFigures};
 use bondledger_domain::verify::report_deadline;
 use bondledger_domain::{format6, verify, ManualState, RecordedMovement, Replay, VerifyOptions};
 use bondledger_store::readmodel::{
@@ -104,7 +104,12 @@ fn rows_but_carryovers(state: &ManualState) -> ManualRows {
     // Carry-over matching needs the other manual; the summary counts the
     // findings the manual's own history gives.
     let report = verify(state, &Default::default(), &VerifyOptions::default());
-    let figures = state.figures();
+    // The report's figures are the state's: they are not worked out twice.
+    let figures: BTreeMap<ItemNo, &MaterialFigures> = report
+        .materials
+        .iter()
+        .map(|material| (material.figures.item, &material.figures))
+        .collect();
     let balances = registration
         .materials
         .values()
