@@ -716,6 +716,20 @@ macro_rules! movements {
                 }
             }
 
+            /// Decodes the fields of a stored movement of `kind` from a JSON
+            /// object read by `deserializer`, straight into its type, with no
+            /// check of [`MAX_TEXT_CHARS`] or [`MAX_LIST_ENTRIES`]: for a
+            /// caller that checked a text holding it ([`within_limits_by_length`]).
+            pub(crate) fn deserialize_stored_fields<'de, D: serde::Deserializer<'de>>(
+                kind: MovementKind,
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                let object = ObjectOnly(deserializer);
+                match kind {
+                    $( MovementKind::$variant => $body::deserialize(object).map(Movement::$variant) ),*
+                }
+            }
+
             /// Reads the fields of a stored movement from their JSON text,
             /// straight into its type when the text is too short to hold
             /// anything past [`MAX_TEXT_CHARS`] or [`MAX_LIST_ENTRIES`] and
@@ -903,7 +917,37 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Malformed> 
 /// bytes of text (a character takes at least one), and there are fewer than
 /// [`MAX_LIST_ENTRIES`] commas outside strings (a list of more entries needs
 /// that many). Conservative: `false` sends the text the long way.
-fn within_limits_by_length(text: &str) -> bool {
+/// A deserializer that reads a struct only from a JSON object, as a JSON
+/// tree's `Value::Object` would hold it (serde_json reads one from an array as
+/// well).
+struct ObjectOnly<D>(D);
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for ObjectOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// Whether `text`, a JSON object, is too short to hold a string past
+/// [`MAX_TEXT_CHARS`] or a list past [`MAX_LIST_ENTRIES`]; so is any part of it.
+pub(crate) fn within_limits_by_length(text: &str) -> bool {
     if !text.starts_with('{') {
         return false;
     }
