@@ -38,29 +38,19 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
     if significant > MAX_SIGNIFICANT_DIGITS {
         return Err(DecimalError::TooManyDigits(text.to_owned()));
     }
-    // Twenty-eight digits always fit rust_decimal's 96-bit mantissa once
-    // trailing fraction zeros are dropped, so a failure here is a bug.
-    let trimmed_fraction = fraction.map(|f| f.trim_end_matches('0')).unwrap_or("");
-    let whole_trimmed = whole.trim_start_matches('0');
-    let canonical = if trimmed_fraction.is_empty() {
-        if whole_trimmed.is_empty() {
-            "0".to_owned()
-        } else {
-            whole_trimmed.to_owned()
-        }
-    } else {
-        format!(
-            "{}.{}",
-            if whole_trimmed.is_empty() {
-                "0"
-            } else {
-                whole_trimmed
-            },
-            trimmed_fraction
-        )
-    };
-    let value: Decimal = canonical
-        .parse()
+    // The digits without leading zeros nor trailing fraction zeros, as one
+    // whole number, and the places of the fraction left: twenty-eight digits
+    // always fit rust_decimal's 96-bit mantissa, so a failure is a bug.
+    let trimmed_fraction = fraction.map_or("", |f| f.trim_end_matches('0'));
+    let mantissa = whole
+        .bytes()
+        .chain(trimmed_fraction.bytes())
+        .fold(0_i128, |number, digit| {
+            number * 10 + i128::from(digit - b'0')
+        });
+    let places = u32::try_from(trimmed_fraction.len())
+        .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
+    let value = Decimal::try_from_i128_with_scale(mantissa, places)
         .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
     if text.starts_with('-') {
         if value.is_zero() {
@@ -133,6 +123,80 @@ impl<'de> Deserialize<'de> for Dec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The reading this module had before it built the mantissa itself: the
+    /// digits put in canonical text and parsed by rust_decimal.
+    fn parsed_through_text(text: &str) -> Result<Decimal, DecimalError> {
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let (whole, fraction) = match unsigned.split_once('.') {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (unsigned, None),
+        };
+        let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(whole) || !fraction.is_none_or(all_digits) {
+            return Err(DecimalError::Grammar(text.to_owned()));
+        }
+        let significant = whole.trim_start_matches('0').len() + fraction.map_or(0, str::len);
+        if significant > MAX_SIGNIFICANT_DIGITS {
+            return Err(DecimalError::TooManyDigits(text.to_owned()));
+        }
+        let trimmed_fraction = fraction.map(|f| f.trim_end_matches('0')).unwrap_or("");
+        let whole_trimmed = whole.trim_start_matches('0');
+        let whole_text = if whole_trimmed.is_empty() {
+            "0"
+        } else {
+            whole_trimmed
+        };
+        let canonical = if trimmed_fraction.is_empty() {
+            whole_text.to_owned()
+        } else {
+            format!("{whole_text}.{trimmed_fraction}")
+        };
+        let value: Decimal = canonical
+            .parse()
+            .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
+        if text.starts_with('-') {
+            if value.is_zero() {
+                return Err(DecimalError::NegativeZero(text.to_owned()));
+            }
+            return Ok(-value);
+        }
+        Ok(value)
+    }
+
+    proptest! {
+        /// The same value, with the same scale (so it prints alike), or the
+        /// same refusal, for digit strings of every length around the bound,
+        /// leading and trailing zeros included.
+        #[test]
+        fn reads_as_canonical_text_parsed(
+            negative in any::<bool>(),
+            leading in 0..4usize,
+            whole in "[0-9]{0,30}",
+            fraction in proptest::option::of("[0-9]{0,30}"),
+            trailing in 0..4usize,
+        ) {
+            let mut text = String::new();
+            if negative {
+                text.push('-');
+            }
+            text.push_str(&"0".repeat(leading));
+            text.push_str(&whole);
+            if let Some(fraction) = &fraction {
+                text.push('.');
+                text.push_str(fraction);
+                text.push_str(&"0".repeat(trailing));
+            }
+            let read = parse_decimal(&text);
+            let expected = parsed_through_text(&text);
+            prop_assert_eq!(&read, &expected, "{}", text);
+            if let (Ok(read), Ok(expected)) = (read, expected) {
+                prop_assert_eq!(read.scale(), expected.scale(), "{}", text);
+                prop_assert_eq!(read.to_string(), expected.to_string(), "{}", text);
+            }
+        }
+    }
 
     #[test]
     fn accepts_the_grammar_and_nothing_else() {
