@@ -323,8 +323,59 @@ pub(crate) fn parse_event_id(position: i64, text: &str) -> Result<Uuid, StoreErr
 
 /// An event's business date as SQLite keeps it: `YYYY-MM-DD`.
 pub(crate) fn parse_business_date(position: i64, text: &str) -> Result<NaiveDate, StoreError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|error| unreadable(position, "business_date", &error))
+    match stored_date(text) {
+        Some(date) => Ok(date),
+        None => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|error| unreadable(position, "business_date", &error)),
+    }
+}
+
+/// The whole number written in `digits`, if they are all ASCII digits.
+fn digits_value(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0_u32, |number, &digit| {
+        digit
+            .is_ascii_digit()
+            .then(|| number * 10 + u32::from(digit - b'0'))
+    })
+}
+
+/// A date in the one form the store writes, `YYYY-MM-DD`, read without
+/// chrono's general parser (a replay reads one an event); `None` for
+/// anything else, which the caller reads the general way to name the fault.
+pub(crate) fn stored_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let year = i32::try_from(digits_value(&bytes[0..4])?).ok()?;
+    NaiveDate::from_ymd_opt(
+        year,
+        digits_value(&bytes[5..7])?,
+        digits_value(&bytes[8..10])?,
+    )
+}
+
+/// A time recorded in the one form the store writes,
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, read as [`stored_date`] reads a date.
+fn stored_recorded_at(text: &str) -> Option<DateTime<Utc>> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 27
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+        || bytes[19] != b'.'
+        || bytes[26] != b'Z'
+    {
+        return None;
+    }
+    let date = stored_date(text.get(0..10)?)?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        digits_value(&bytes[11..13])?,
+        digits_value(&bytes[14..16])?,
+        digits_value(&bytes[17..19])?,
+        digits_value(&bytes[20..26])?,
+    )?;
+    Some(date.and_time(time).and_utc())
 }
 
 fn unreadable(position: i64, column: &str, error: &dyn std::fmt::Display) -> StoreError {
@@ -332,6 +383,9 @@ fn unreadable(position: i64, column: &str, error: &dyn std::fmt::Display) -> Sto
 }
 
 pub(crate) fn parse_recorded_at(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    if let Some(recorded_at) = stored_recorded_at(text) {
+        return Ok(recorded_at);
+    }
     DateTime::parse_from_rfc3339(text)
         .map(|recorded_at| recorded_at.with_timezone(&Utc))
         .map_err(|error| StoreError::Integrity(format!("unreadable recorded_at {text:?}: {error}")))
@@ -362,3 +416,69 @@ crate::readmodel::impl_read_models!(
 );
 // One writer connection keeps first-token inserts apart.
 crate::tokens::impl_token_store!(SqliteStore, sqlx::Sqlite, writer, readers, None);
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+    use super::{parse_business_date, parse_recorded_at, stored_date, stored_recorded_at};
+    use crate::chain::{format_business_date, format_recorded_at};
+
+    /// What the store writes reads back by the short way as by chrono's
+    /// general parsers, over dates and times spread across centuries.
+    #[test]
+    fn stored_dates_and_times_read_as_chrono_reads_them() {
+        let mut recorded_at = DateTime::parse_from_rfc3339("1970-01-01T00:00:00.000000Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        for step in 0..20_000_i64 {
+            let text = format_recorded_at(&recorded_at);
+            let general = DateTime::parse_from_rfc3339(&text)
+                .expect("rfc 3339")
+                .with_timezone(&Utc);
+            assert_eq!(stored_recorded_at(&text), Some(general), "{text}");
+            assert_eq!(parse_recorded_at(&text).expect("read"), general, "{text}");
+            let date = recorded_at.date_naive();
+            let date_text = format_business_date(&date);
+            assert_eq!(stored_date(&date_text), Some(date), "{date_text}");
+            assert_eq!(
+                date_text.parse::<NaiveDate>().expect("a date"),
+                date,
+                "{date_text}"
+            );
+            recorded_at += Duration::days(3) + Duration::microseconds(step * 7_919_311 + 1);
+        }
+    }
+
+    /// Anything else is left to the general parsers, which name the fault.
+    #[test]
+    fn other_texts_are_left_to_the_general_parsers() {
+        for text in [
+            "2026-02-30",
+            "2026-13-01",
+            "2026-1-011",
+            "2026/01/01",
+            "20260101xx",
+            "２０２６-01-01",
+        ] {
+            assert_eq!(stored_date(text), None, "{text}");
+            assert!(parse_business_date(7, text).is_err(), "{text}");
+        }
+        for text in [
+            "2026-01-01T24:00:00.000000Z",
+            "2026-01-01T23:59:60.000000Z",
+            "2026-01-01T10:00:00.000000+08:00",
+            "2026-01-01 10:00:00.000000Z",
+            "2026-01-01T10:00:00.00000xZ",
+        ] {
+            assert_eq!(stored_recorded_at(text), None, "{text}");
+        }
+        // An offset the store never writes still reads, the general way.
+        assert_eq!(
+            parse_recorded_at("2026-01-01T10:00:00.000001+08:00").expect("read"),
+            DateTime::parse_from_rfc3339("2026-01-01T02:00:00.000001Z")
+                .expect("rfc 3339")
+                .with_timezone(&Utc)
+        );
+    }
+}

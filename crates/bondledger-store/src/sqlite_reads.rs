@@ -142,11 +142,14 @@ fn decode(row: &Row<'_>) -> Result<ReplayEvent, StoreError> {
         caller_id: row.get(3)?,
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
-        business_date: business_date.parse::<NaiveDate>().map_err(|error| {
-            StoreError::Integrity(format!(
-                "position {position}: unreadable business_date: {error}"
-            ))
-        })?,
+        business_date: match crate::sqlite::stored_date(business_date) {
+            Some(date) => date,
+            None => business_date.parse::<NaiveDate>().map_err(|error| {
+                StoreError::Integrity(format!(
+                    "position {position}: unreadable business_date: {error}"
+                ))
+            })?,
+        },
         recorded_at: crate::sqlite::parse_recorded_at(recorded_at)?,
         payload_json: row.get(8)?,
     })
