@@ -912,11 +912,6 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Malformed> 
     })
 }
 
-/// Whether the JSON text of a movement is an object that cannot break a
-/// bound of [`check_limits`]: no string spans more than [`MAX_TEXT_CHARS`]
-/// bytes of text (a character takes at least one), and there are fewer than
-/// [`MAX_LIST_ENTRIES`] commas outside strings (a list of more entries needs
-/// that many). Conservative: `false` sends the text the long way.
 /// A deserializer that reads a struct only from a JSON object, as a JSON
 /// tree's `Value::Object` would hold it (serde_json reads one from an array as
 /// well).
@@ -945,8 +940,12 @@ impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for ObjectOnly<D
     }
 }
 
-/// Whether `text`, a JSON object, is too short to hold a string past
-/// [`MAX_TEXT_CHARS`] or a list past [`MAX_LIST_ENTRIES`]; so is any part of it.
+/// Whether the JSON text of a movement is an object that cannot break a
+/// bound of [`check_limits`]: no string spans more than [`MAX_TEXT_CHARS`]
+/// bytes of text (a character takes at least one), and there are fewer than
+/// [`MAX_LIST_ENTRIES`] commas outside strings (a list of more entries needs
+/// that many). Conservative: `false` sends the text the long way. What holds
+/// of a text holds of any part of it, such as a payload's movement.
 pub(crate) fn within_limits_by_length(text: &str) -> bool {
     if !text.starts_with('{') {
         return false;
