@@ -25,6 +25,27 @@ pub enum DecimalError {
 /// Parses `-?[0-9]+(\.[0-9]+)?` with at most 28 digits (leading zeros
 /// aside) into an exact decimal. Exponents, `NaN`, `+`, blanks are refused.
 pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
+    let (whole, trimmed_fraction) = digits_of(text)?;
+    // The digits without trailing fraction zeros, as one whole number, and
+    // the places of the fraction left: twenty-eight digits always fit
+    // rust_decimal's 96-bit mantissa, so a failure is a bug.
+    let mantissa = whole
+        .bytes()
+        .chain(trimmed_fraction.bytes())
+        .fold(0_i128, |number, digit| {
+            number * 10 + i128::from(digit - b'0')
+        });
+    let places = u32::try_from(trimmed_fraction.len())
+        .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
+    let value = Decimal::try_from_i128_with_scale(mantissa, places)
+        .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
+    signed(text, value)
+}
+
+/// The whole part of a decimal string and its fraction without trailing
+/// zeros (empty when there is none), once the string is found to be of the
+/// grammar and within [`MAX_SIGNIFICANT_DIGITS`].
+fn digits_of(text: &str) -> Result<(&str, &str), DecimalError> {
     let unsigned = text.strip_prefix('-').unwrap_or(text);
     let (whole, fraction) = match unsigned.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
@@ -38,20 +59,12 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
     if significant > MAX_SIGNIFICANT_DIGITS {
         return Err(DecimalError::TooManyDigits(text.to_owned()));
     }
-    // The digits without leading zeros nor trailing fraction zeros, as one
-    // whole number, and the places of the fraction left: twenty-eight digits
-    // always fit rust_decimal's 96-bit mantissa, so a failure is a bug.
-    let trimmed_fraction = fraction.map_or("", |f| f.trim_end_matches('0'));
-    let mantissa = whole
-        .bytes()
-        .chain(trimmed_fraction.bytes())
-        .fold(0_i128, |number, digit| {
-            number * 10 + i128::from(digit - b'0')
-        });
-    let places = u32::try_from(trimmed_fraction.len())
-        .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
-    let value = Decimal::try_from_i128_with_scale(mantissa, places)
-        .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
+    Ok((whole, fraction.map_or("", |f| f.trim_end_matches('0'))))
+}
+
+/// `value`, the magnitude `text` writes, with the sign `text` gives it; a
+/// negative zero is refused.
+fn signed(text: &str, value: Decimal) -> Result<Decimal, DecimalError> {
     if text.starts_with('-') {
         if value.is_zero() {
             return Err(DecimalError::NegativeZero(text.to_owned()));
@@ -128,20 +141,7 @@ mod tests {
     /// The reading this module had before it built the mantissa itself: the
     /// digits put in canonical text and parsed by rust_decimal.
     fn parsed_through_text(text: &str) -> Result<Decimal, DecimalError> {
-        let unsigned = text.strip_prefix('-').unwrap_or(text);
-        let (whole, fraction) = match unsigned.split_once('.') {
-            Some((whole, fraction)) => (whole, Some(fraction)),
-            None => (unsigned, None),
-        };
-        let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-        if !all_digits(whole) || !fraction.is_none_or(all_digits) {
-            return Err(DecimalError::Grammar(text.to_owned()));
-        }
-        let significant = whole.trim_start_matches('0').len() + fraction.map_or(0, str::len);
-        if significant > MAX_SIGNIFICANT_DIGITS {
-            return Err(DecimalError::TooManyDigits(text.to_owned()));
-        }
-        let trimmed_fraction = fraction.map(|f| f.trim_end_matches('0')).unwrap_or("");
+        let (whole, trimmed_fraction) = digits_of(text)?;
         let whole_trimmed = whole.trim_start_matches('0');
         let whole_text = if whole_trimmed.is_empty() {
             "0"
@@ -156,13 +156,7 @@ mod tests {
         let value: Decimal = canonical
             .parse()
             .map_err(|_| DecimalError::TooManyDigits(text.to_owned()))?;
-        if text.starts_with('-') {
-            if value.is_zero() {
-                return Err(DecimalError::NegativeZero(text.to_owned()));
-            }
-            return Ok(-value);
-        }
-        Ok(value)
+        signed(text, value)
     }
 
     proptest! {
