@@ -342,7 +342,7 @@ fn digits_value(digits: &[u8]) -> Option<u32> {
 /// A date in the one form the store writes, `YYYY-MM-DD`, read without
 /// chrono's general parser (a replay reads one an event); `None` for
 /// anything else, which the caller reads the general way to name the fault.
-pub(crate) fn stored_date(text: &str) -> Option<NaiveDate> {
+fn stored_date(text: &str) -> Option<NaiveDate> {
     let bytes = text.as_bytes();
     if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
         return None;

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use rusqlite::{Connection, OpenFlags, Row, ToSql};
 
 use crate::event::{ReplayEvent, REPLAY_LOG_PAGE, REPLAY_STREAM_PAGE};
@@ -142,14 +141,7 @@ fn decode(row: &Row<'_>) -> Result<ReplayEvent, StoreError> {
         caller_id: row.get(3)?,
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
-        business_date: match crate::sqlite::stored_date(business_date) {
-            Some(date) => date,
-            None => business_date.parse::<NaiveDate>().map_err(|error| {
-                StoreError::Integrity(format!(
-                    "position {position}: unreadable business_date: {error}"
-                ))
-            })?,
-        },
+        business_date: crate::sqlite::parse_business_date(position, business_date)?,
         recorded_at: crate::sqlite::parse_recorded_at(recorded_at)?,
         payload_json: row.get(8)?,
     })
